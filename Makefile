@@ -1,0 +1,70 @@
+# gagiteck-gateway — every target sets up what it needs from a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BUF := node_modules/.bin/buf
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,speed]'
+	touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install the gateway with its dev tools
+
+$(BUF): package.json
+	npm install --no-audit --no-fund --silent
+	touch $(BUF)
+
+.PHONY: run
+run: $(STAMP) ## Start the gateway with the embedded emulator (ctrl-C stops it)
+	$(VENV)/bin/gagiteck-gateway serve
+
+.PHONY: emulator
+emulator: $(STAMP) ## Start the REST emulator alone
+	$(VENV)/bin/gagiteck-gateway emulator
+
+.PHONY: test
+test: $(STAMP) ## Run the whole test suite
+	$(PY) -m pytest -q
+
+.PHONY: generate
+generate: $(STAMP) ## Regenerate the Python stubs in generated/python
+	$(PY) tools/generate.py python
+
+.PHONY: check-generated
+check-generated: $(STAMP) ## Fail when the committed stubs are stale
+	$(PY) tools/generate.py python --check
+
+.PHONY: lint
+lint: $(STAMP) $(BUF) ## ruff and buf lint
+	$(VENV)/bin/ruff check gateway tests tools bench
+	$(VENV)/bin/ruff format --check gateway tests tools bench
+	$(PY) tools/generate.py buf-lint
+
+.PHONY: fmt
+fmt: $(STAMP) ## Format the Python sources
+	$(VENV)/bin/ruff format gateway tests tools bench
+	$(VENV)/bin/ruff check --fix gateway tests tools bench
+
+.PHONY: typecheck
+typecheck: $(STAMP) ## mypy (strict for gateway/)
+	$(VENV)/bin/mypy
+
+.PHONY: ci
+ci: ## What CI runs
+	bash .ci/run
+
+.PHONY: clean
+clean: ## Remove the virtualenv, node_modules and caches
+	rm -rf $(VENV) node_modules build .mypy_cache .ruff_cache .pytest_cache
