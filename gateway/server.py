@@ -1,0 +1,248 @@
+"""The gRPC server: generic handlers for every annotated RPC, health, reflection, lifecycle.
+
+No servicer is written per RPC: :class:`Gateway` registers one handler per compiled route.
+Each handler is also the single error boundary: whatever a call raises is passed through
+:func:`gateway.errors.to_status` and answered with a code, a message and
+``google.rpc.Status`` details; nothing reaches the caller as UNKNOWN or as a traceback.
+
+Lifecycle: :meth:`Gateway.start` opens the upstream pool and the port;
+:meth:`Gateway.stop` turns health to NOT_SERVING, lets in-flight calls finish within the
+grace period, then closes the pool. Both are safe to call twice.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import logging
+import pkgutil
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from gateway.auth import CredentialPolicy
+from gateway.codec import CodecRegistry
+from gateway.config import GatewayConfig
+from gateway.errors import InvalidRequest, to_status
+from gateway.metadata import read_metadata, request_id_of
+from gateway.routes import Route, RouteError, RouteTable, http_rule
+from gateway.transcoder import Transcoder
+from gateway.upstream import Upstream, UpstreamSettings
+
+log = logging.getLogger("gateway.server")
+
+CONTRACT_PACKAGE = "gagiteck.v1"
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+class State(enum.Enum):
+    NEW = "new"
+    SERVING = "serving"
+    DRAINING = "draining"
+    CLOSED = "closed"
+
+
+# --------------------------------------------------------------------------- services
+
+
+def contract_services() -> list[ServiceDescriptor]:
+    """Every service of the generated ``gagiteck.v1`` modules."""
+    package = importlib.import_module(CONTRACT_PACKAGE)
+    services: list[ServiceDescriptor] = []
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name.endswith("_pb2"):
+            module = importlib.import_module(f"{CONTRACT_PACKAGE}.{info.name}")
+            services.extend(module.DESCRIPTOR.services_by_name.values())
+    return services
+
+
+def descriptor_set_services(paths: Iterable[str]) -> list[ServiceDescriptor]:
+    """Load FileDescriptorSets into the default pool; return their annotated services."""
+    pool = descriptor_pool.Default()
+    services: list[ServiceDescriptor] = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read descriptor set {path}: {exc.strerror}") from exc
+        fds = descriptor_pb2.FileDescriptorSet.FromString(data)
+        for file_proto in fds.file:
+            try:
+                pool.FindFileByName(file_proto.name)
+            except KeyError:
+                pool.Add(file_proto)
+        for file_proto in fds.file:
+            file_desc = pool.FindFileByName(file_proto.name)
+            for service in file_desc.services_by_name.values():
+                if any(http_rule(m) is not None for m in service.methods):
+                    services.append(service)
+    return services
+
+
+# --------------------------------------------------------------------------- the gateway
+
+
+class Gateway:
+    """One gRPC server in front of one upstream."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        upstream_url: str,
+        services: list[ServiceDescriptor] | None = None,
+    ) -> None:
+        self.config = config
+        if services is None:
+            services = contract_services() + descriptor_set_services(config.descriptor_sets)
+        self.services = services
+        self.routes = RouteTable.compile(services, CodecRegistry())
+        self.upstream = Upstream(
+            UpstreamSettings(
+                base_url=upstream_url,
+                pool_size=config.upstream_concurrency,
+                connect_timeout=config.connect_timeout,
+                max_body_bytes=max(config.max_message_bytes * 4, 1 << 20),
+            )
+        )
+        self.transcoder = Transcoder(
+            self.upstream,
+            CredentialPolicy(config.auth_mode, config.upstream_api_key),
+            config.upstream_timeout,
+        )
+        self.health = health.aio.HealthServicer()
+        self.state = State.NEW
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+
+    # -- lifecycle
+
+    async def start(self) -> int:
+        """Open the upstream pool and the port; returns the bound port."""
+        if self.state is not State.NEW:
+            return self.port
+        await self.upstream.start()
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", self.config.max_message_bytes),
+                ("grpc.max_send_message_length", self.config.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        self._register(server)
+        self.port = server.add_insecure_port(str(self.config.listen))
+        if self.port == 0:
+            await self.upstream.close()
+            raise OSError(f"cannot listen on {self.config.listen}")
+        await server.start()
+        self._server = server
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self.state = State.SERVING
+        log.info(
+            "gateway serving",
+            extra={
+                "listen": f"{self.config.listen.host}:{self.port}",
+                "upstream": self.upstream.base_url,
+                "routes": len(self.routes),
+            },
+        )
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING, drain in-flight calls for ``grace`` seconds, close the pool."""
+        if self.state in (State.DRAINING, State.CLOSED):
+            return
+        self.state = State.DRAINING
+        grace = self.config.shutdown_grace if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+        await self.upstream.close()
+        self.state = State.CLOSED
+        log.info("gateway stopped")
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+    # -- registration
+
+    def _register(self, server: grpc.aio.Server) -> None:
+        by_service: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
+        for route in self.routes:
+            service, method = route.full_method[1:].rsplit("/", 1)
+            by_service.setdefault(service, {})[method] = self._handler(route)
+        for service, handlers in by_service.items():
+            server.add_registered_method_handlers(service, handlers)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = [*by_service, health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1]
+        reflection.enable_server_reflection(names, server)
+        _add_reflection_v1(server, names)
+
+    async def _set_health(self, status: int) -> None:
+        await self.health.set("", status)
+        for service in self.services:
+            await self.health.set(service.full_name, status)
+
+    def _handler(self, route: Route) -> grpc.RpcMethodHandler[Any, Any]:
+        request_cls = route.request_codec.cls
+        serialize: Callable[[Message], bytes] = route.response_codec.cls.SerializeToString
+        if route.server_streaming:
+            raise RouteError(route.full_method[1:], "server-streaming methods are not served yet")
+        return grpc.unary_unary_rpc_method_handler(
+            self._unary(route),
+            request_deserializer=request_cls.FromString,
+            response_serializer=serialize,
+        )
+
+    def _unary(
+        self, route: Route
+    ) -> Callable[[Message, grpc.aio.ServicerContext[Any, Any]], Awaitable[Message]]:
+        transcoder = self.transcoder
+
+        async def handle(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Message:
+            metadata = context.invocation_metadata()
+            try:
+                caller = read_metadata(metadata)
+            except InvalidRequest as exc:
+                await _abort(context, exc, request_id_of(metadata), route)
+                raise  # abort raises; this keeps type checkers informed
+            context.set_trailing_metadata((("x-request-id", caller.request_id),))
+            try:
+                return await transcoder.unary(route, request, caller, context.time_remaining())
+            except Exception as exc:  # the boundary: every failure becomes a status
+                await _abort(context, exc, caller.request_id, route)
+                raise
+
+        return handle
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], exc: Exception, request_id: str, route: Route
+) -> None:
+    status = to_status(exc, request_id)
+    if status.code is grpc.StatusCode.INTERNAL and not hasattr(exc, "reason"):
+        log.error(
+            "unexpected failure in %s (request id %s)",
+            route.full_method,
+            request_id,
+            exc_info=exc,
+        )
+    await context.abort(status.code, status.message, status.trailing_metadata)
+
+
+def _add_reflection_v1(server: grpc.aio.Server, names: list[str]) -> None:
+    """Serve reflection v1 too: its messages are wire-identical to v1alpha's."""
+    servicer = reflection.aio.ReflectionServicer(names)
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_registered_method_handlers(REFLECTION_V1, {"ServerReflectionInfo": handler})

@@ -1,0 +1,202 @@
+"""The upstream client: one pooled aiohttp session per process.
+
+:class:`Upstream` owns the process's only :class:`aiohttp.ClientSession`. It follows no
+redirects, takes no proxy settings from the environment, bounds every request by the
+caller's deadline, and is the one place where aiohttp's exceptions are caught and turned
+into :mod:`gateway.errors` types. A cancelled call cancels its task, which aborts the HTTP
+request and releases the connection.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Self
+from urllib.parse import urlsplit
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from gateway import __version__
+from gateway.errors import (
+    UpstreamAnswer,
+    UpstreamTimeout,
+    UpstreamTransportError,
+)
+
+USER_AGENT: Final = f"gagiteck-gateway/{__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    base_url: str
+    pool_size: int = 64
+    connect_timeout: float = 5.0
+    max_body_bytes: int = 16 * 1024 * 1024
+
+
+class Upstream:
+    """Sends HTTP requests to the REST API; ``async with`` opens and closes the pool."""
+
+    def __init__(self, settings: UpstreamSettings) -> None:
+        self.settings = settings
+        parts = urlsplit(settings.base_url)
+        self.host = parts.hostname or ""
+        self._base_path = parts.path.rstrip("/")
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    async def start(self) -> None:
+        if self._session is not None:
+            return
+        connector = aiohttp.TCPConnector(
+            limit=self.settings.pool_size,
+            limit_per_host=self.settings.pool_size,
+            ttl_dns_cache=300,
+            keepalive_timeout=30,
+            family=socket.AF_UNSPEC,
+        )
+        self._session = aiohttp.ClientSession(
+            base_url=self._origin,
+            connector=connector,
+            trust_env=False,
+            auto_decompress=True,
+            raise_for_status=False,
+            skip_auto_headers=("User-Agent",),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        )
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        route: str,
+        query: list[tuple[str, str]] | None = None,
+        body: bytes | None = None,
+        headers: Mapping[str, str],
+        timeout: float,
+    ) -> UpstreamAnswer:
+        """One HTTP exchange; raises UpstreamTransportError or UpstreamTimeout."""
+        session = self._session
+        if session is None:
+            raise UpstreamTransportError(
+                "the gateway is shutting down", "GATEWAY_CLOSED", self.host, route
+            )
+        if timeout <= 0:
+            raise UpstreamTimeout("the deadline had passed before the call", self.host, route)
+        client_timeout = aiohttp.ClientTimeout(
+            total=timeout, connect=min(self.settings.connect_timeout, timeout)
+        )
+        try:
+            async with session.request(
+                method,
+                self._base_path + path,
+                params=query or None,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=client_timeout,
+            ) as response:
+                payload = await self._read(response, route)
+                return UpstreamAnswer(
+                    status=response.status,
+                    headers=_plain(response.headers),
+                    body=payload,
+                    content_type=response.headers.get("Content-Type", ""),
+                    host=self.host,
+                )
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                f"the upstream did not answer within the deadline ({timeout:.3g}s)",
+                self.host,
+                route,
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamTransportError(
+                f"cannot connect to the upstream {self.host}: {exc.os_error.strerror or exc}",
+                "UPSTREAM_UNREACHABLE",
+                self.host,
+                route,
+            ) from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            raise UpstreamTransportError(
+                "the upstream closed the connection without answering",
+                "UPSTREAM_CONNECTION_LOST",
+                self.host,
+                route,
+            ) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise UpstreamTransportError(
+                "the upstream's answer was cut off before its end (truncated body)",
+                "UPSTREAM_BODY_TRUNCATED",
+                self.host,
+                route,
+            ) from exc
+        except aiohttp.ClientResponseError as exc:
+            raise UpstreamTransportError(
+                f"the upstream sent a malformed HTTP answer: {exc.message}",
+                "UPSTREAM_PROTOCOL_ERROR",
+                self.host,
+                route,
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamTransportError(
+                f"the connection to the upstream failed: {type(exc).__name__}",
+                "UPSTREAM_CONNECTION_LOST",
+                self.host,
+                route,
+            ) from exc
+
+    async def _read(self, response: aiohttp.ClientResponse, route: str) -> bytes:
+        limit = self.settings.max_body_bytes
+        length = response.content_length
+        if length is not None and length > limit:
+            raise UpstreamTransportError(
+                f"the upstream's answer is {length} bytes, over the {limit}-byte limit",
+                "UPSTREAM_BODY_TOO_LARGE",
+                self.host,
+                route,
+            )
+        if length is not None:
+            return await response.read()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > limit:
+                raise UpstreamTransportError(
+                    f"the upstream's answer exceeds the {limit}-byte limit",
+                    "UPSTREAM_BODY_TOO_LARGE",
+                    self.host,
+                    route,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+def _plain(headers: CIMultiDictProxy[str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
