@@ -46,6 +46,7 @@ class GatewayConfig:
     connect_timeout: float = 5.0
     max_message_bytes: int = 4 * 1024 * 1024
     shutdown_grace: float = 10.0
+    shutdown_delay: float = 1.0
     descriptor_sets: tuple[str, ...] = ()
     log_level: str = "info"
     log_format: str = "json"
@@ -206,6 +207,14 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "--shutdown-grace",
         _non_negative_float,
         "seconds in-flight calls get to finish on SIGTERM/SIGINT",
+    ),
+    Setting(
+        "shutdown_delay",
+        "GATEWAY_SHUTDOWN_DELAY",
+        "--shutdown-delay",
+        _non_negative_float,
+        "seconds health reports NOT_SERVING, still serving, before draining starts "
+        "(time for load balancers to notice)",
     ),
     Setting(
         "descriptor_sets",

@@ -12,6 +12,7 @@ grace period, then closes the pool. Both are safe to call twice.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import importlib
 import logging
@@ -154,13 +155,18 @@ class Gateway:
         )
         return self.port
 
-    async def stop(self, grace: float | None = None) -> None:
-        """NOT_SERVING, drain in-flight calls for ``grace`` seconds, close the pool."""
+    async def stop(self, grace: float | None = None, delay: float | None = None) -> None:
+        """NOT_SERVING; keep serving ``delay`` seconds so load balancers notice; then
+        refuse new calls, let in-flight ones finish within ``grace`` seconds, close the pool.
+        """
         if self.state in (State.DRAINING, State.CLOSED):
             return
         self.state = State.DRAINING
         grace = self.config.shutdown_grace if grace is None else grace
+        delay = self.config.shutdown_delay if delay is None else delay
         await self.health.enter_graceful_shutdown()
+        if delay > 0 and self._server is not None:
+            await asyncio.sleep(delay)
         if self._server is not None:
             await self._server.stop(grace)
         await self.upstream.close()

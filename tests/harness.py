@@ -38,7 +38,7 @@ async def serving_gateway(
         yield RunningGateway(gateway, target, channel)
     finally:
         await channel.close()
-        await gateway.stop(grace=1.0)
+        await gateway.stop(grace=1.0, delay=0)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
