@@ -68,3 +68,26 @@ ci: ## What CI runs
 .PHONY: clean
 clean: ## Remove the virtualenv, node_modules and caches
 	rm -rf $(VENV) node_modules build .mypy_cache .ruff_cache .pytest_cache
+
+# ---- Go stubs (issue 6) -------------------------------------------------------------
+.PHONY: generate-go
+generate-go: $(STAMP) ## Regenerate the Go stubs module in generated/go
+	bash tools/generate_go.sh
+
+.PHONY: check-generated-go
+check-generated-go: $(STAMP) ## Fail when the committed Go stubs are stale
+	bash tools/generate_go.sh --check
+# ---- end Go stubs ---------------------------------------------------------------------
+
+# ---------------------------------------------------------------- Java (issue 6) begin
+# protoc 4.33.5 and protoc-gen-grpc-java 1.83.1 come from Maven Central through
+# generated/java/pom.xml; the jar is installed into ~/.m2 for tests/interop/java.
+.PHONY: generate-java
+generate-java: ## Build the Java messages and grpc-java stubs (generated/java) into ~/.m2
+	mvn -B -q -f generated/java/pom.xml install
+	touch generated/java/target/.installed
+
+.PHONY: interop-java
+interop-java: $(STAMP) ## Run the Java interop client against a gateway started by the harness
+	$(PY) tests/interop/harness.py java
+# ---------------------------------------------------------------- Java (issue 6) end

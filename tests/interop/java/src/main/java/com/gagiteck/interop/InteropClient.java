@@ -1,0 +1,594 @@
+package com.gagiteck.interop;
+
+import com.gagiteck.v1.Agent;
+import com.gagiteck.v1.AgentConfig;
+import com.gagiteck.v1.AgentServiceGrpc;
+import com.gagiteck.v1.AgentStatus;
+import com.gagiteck.v1.AuthServiceGrpc;
+import com.gagiteck.v1.CreateAgentRequest;
+import com.gagiteck.v1.CreateWorkflowRequest;
+import com.gagiteck.v1.DeleteAgentRequest;
+import com.gagiteck.v1.DeleteWorkflowRequest;
+import com.gagiteck.v1.Execution;
+import com.gagiteck.v1.ExecutionServiceGrpc;
+import com.gagiteck.v1.ExecutionStatus;
+import com.gagiteck.v1.GetAgentRequest;
+import com.gagiteck.v1.GetCurrentUserRequest;
+import com.gagiteck.v1.GetExecutionRequest;
+import com.gagiteck.v1.ListAgentsRequest;
+import com.gagiteck.v1.ListAgentsResponse;
+import com.gagiteck.v1.LoginRequest;
+import com.gagiteck.v1.LoginResponse;
+import com.gagiteck.v1.SignUpRequest;
+import com.gagiteck.v1.StepResult;
+import com.gagiteck.v1.TriggerWorkflowRequest;
+import com.gagiteck.v1.UpdateAgentRequest;
+import com.gagiteck.v1.User;
+import com.gagiteck.v1.Workflow;
+import com.gagiteck.v1.WorkflowServiceGrpc;
+import com.gagiteck.v1.WorkflowStep;
+import com.google.protobuf.Any;
+import com.google.protobuf.FieldMask;
+import com.google.protobuf.InvalidProtocolBufferException;
+import com.google.protobuf.Struct;
+import com.google.protobuf.Value;
+import com.google.rpc.BadRequest;
+import com.google.rpc.ErrorInfo;
+import com.google.rpc.RequestInfo;
+import io.grpc.CallOptions;
+import io.grpc.Channel;
+import io.grpc.ClientCall;
+import io.grpc.ClientInterceptor;
+import io.grpc.ForwardingClientCall;
+import io.grpc.ManagedChannel;
+import io.grpc.ManagedChannelBuilder;
+import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.protobuf.StatusProto;
+import io.grpc.stub.AbstractStub;
+import io.grpc.stub.MetadataUtils;
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+
+/**
+ * Interop checks of the gagiteck.v1 API through the gateway, from grpc-java.
+ *
+ * <p>Usage: {@code InteropClient HOST:PORT}. Prints {@code PASS name} or {@code FAIL name: why}
+ * per check, then {@code N passed, N failed}; exits 1 if any check failed.
+ */
+public final class InteropClient {
+
+  static final Metadata.Key<String> AUTHORIZATION =
+      Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
+  static final Metadata.Key<String> REQUEST_ID =
+      Metadata.Key.of("x-request-id", Metadata.ASCII_STRING_MARSHALLER);
+
+  /** Every call gets this much time unless a check says otherwise. */
+  static final long CALL_TIMEOUT_MS = 10_000;
+
+  static final EnumSet<ExecutionStatus> TERMINAL =
+      EnumSet.of(
+          ExecutionStatus.EXECUTION_STATUS_COMPLETED,
+          ExecutionStatus.EXECUTION_STATUS_FAILED,
+          ExecutionStatus.EXECUTION_STATUS_CANCELLED);
+
+  /** A failed expectation: its message is the "why" of the FAIL line. */
+  static final class CheckFailed extends RuntimeException {
+    CheckFailed(String message) {
+      super(message);
+    }
+  }
+
+  @FunctionalInterface
+  interface Check {
+    void run() throws Exception;
+  }
+
+  /**
+   * Adds {@code authorization: Bearer <token>} once a token is known, and a fresh
+   * {@code x-request-id} to every call that does not carry one already.
+   */
+  static final class CredentialsInterceptor implements ClientInterceptor {
+    volatile String token;
+
+    @Override
+    public <ReqT, RespT> ClientCall<ReqT, RespT> interceptCall(
+        MethodDescriptor<ReqT, RespT> method, CallOptions options, Channel next) {
+      return new ForwardingClientCall.SimpleForwardingClientCall<>(next.newCall(method, options)) {
+        @Override
+        public void start(Listener<RespT> listener, Metadata headers) {
+          String bearer = token;
+          if (bearer != null && !headers.containsKey(AUTHORIZATION)) {
+            headers.put(AUTHORIZATION, "Bearer " + bearer);
+          }
+          if (!headers.containsKey(REQUEST_ID)) {
+            headers.put(REQUEST_ID, "java-" + UUID.randomUUID());
+          }
+          super.start(listener, headers);
+        }
+      };
+    }
+  }
+
+  private final ManagedChannel channel;
+  private final CredentialsInterceptor credentials = new CredentialsInterceptor();
+  private final String run = UUID.randomUUID().toString().substring(0, 8);
+  private int passed;
+  private int failed;
+
+  // State carried from one check to the next.
+  private String agentId;
+  private Agent createdAgent;
+
+  InteropClient(String target) {
+    this.channel = ManagedChannelBuilder.forTarget(target).usePlaintext().build();
+  }
+
+  public static void main(String[] args) throws Exception {
+    if (args.length != 1) {
+      System.err.println("usage: InteropClient HOST:PORT");
+      System.exit(2);
+    }
+    InteropClient client = new InteropClient(args[0]);
+    int failed;
+    try {
+      failed = client.runAll();
+    } finally {
+      client.channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    }
+    System.exit(failed == 0 ? 0 : 1);
+  }
+
+  int runAll() {
+    check("auth.signup_login", this::signUpAndLogin);
+    check("agent.create", this::createAgent);
+    check("agent.get", this::getAgent);
+    check("agent.list", this::listAgents);
+    check("agent.update_field_mask", this::updateAgentWithMask);
+    check("agent.delete", this::deleteAgent);
+    check("workflow.trigger_to_terminal", this::triggerWorkflow);
+    check("error.not_found_error_info", this::notFound);
+    check("error.invalid_agent_id_bad_request", this::invalidAgentId);
+    check("error.list_limit_bad_request", this::listLimitTooLarge);
+    check("deadline.exceeded", this::deadlineExceeded);
+    check("metadata.request_id_in_trailers", this::requestIdEchoed);
+    check("metadata.request_id_in_request_info", this::requestIdOnError);
+    System.out.println(passed + " passed, " + failed + " failed");
+    System.out.flush();
+    return failed;
+  }
+
+  void check(String name, Check body) {
+    String why;
+    try {
+      body.run();
+      why = null;
+    } catch (CheckFailed e) {
+      why = e.getMessage();
+    } catch (StatusRuntimeException e) {
+      why = "unexpected " + describe(e);
+    } catch (Exception e) {
+      why = e.getClass().getSimpleName() + ": " + e.getMessage();
+    }
+    if (why == null) {
+      passed++;
+      System.out.println("PASS " + name);
+    } else {
+      failed++;
+      System.out.println("FAIL " + name + ": " + why.replace('\n', ' '));
+    }
+    System.out.flush();
+  }
+
+  // ------------------------------------------------------------------ stubs
+
+  private <S extends AbstractStub<S>> S prepared(S stub) {
+    return stub.withInterceptors(credentials).withDeadlineAfter(CALL_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+  }
+
+  AgentServiceGrpc.AgentServiceBlockingStub agents() {
+    return prepared(AgentServiceGrpc.newBlockingStub(channel));
+  }
+
+  WorkflowServiceGrpc.WorkflowServiceBlockingStub workflows() {
+    return prepared(WorkflowServiceGrpc.newBlockingStub(channel));
+  }
+
+  ExecutionServiceGrpc.ExecutionServiceBlockingStub executions() {
+    return prepared(ExecutionServiceGrpc.newBlockingStub(channel));
+  }
+
+  AuthServiceGrpc.AuthServiceBlockingStub auth() {
+    return prepared(AuthServiceGrpc.newBlockingStub(channel));
+  }
+
+  // ------------------------------------------------------------------ checks
+
+  void signUpAndLogin() {
+    String email = "java-interop-" + run + "@example.com";
+    String password = "s3cret-" + run + "-pw";
+    AuthServiceGrpc.AuthServiceBlockingStub anonymous =
+        AuthServiceGrpc.newBlockingStub(channel)
+            .withDeadlineAfter(CALL_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+    User user =
+        anonymous.signUp(
+            SignUpRequest.newBuilder()
+                .setEmail(email)
+                .setPassword(password)
+                .setName("Java Interop")
+                .build());
+    expect(!user.getId().isEmpty(), "SignUp returned a user without id");
+    expect(email.equals(user.getEmail()), "SignUp returned email " + user.getEmail());
+    LoginResponse login =
+        anonymous.login(LoginRequest.newBuilder().setEmail(email).setPassword(password).build());
+    expect(!login.getAccessToken().isEmpty(), "Login returned no access_token");
+    expect(
+        login.getAccessToken().chars().filter(c -> c == '.').count() == 2,
+        "access_token is not a JWT");
+    credentials.token = login.getAccessToken();
+    User me = auth().getCurrentUser(GetCurrentUserRequest.getDefaultInstance());
+    expect(
+        email.equals(me.getEmail()),
+        "GetCurrentUser with the JWT answered " + me.getEmail() + ", want " + email);
+  }
+
+  void createAgent() {
+    Agent draft =
+        Agent.newBuilder()
+            .setName("java-interop-" + run)
+            .setSystemPrompt("You are the Java interop agent.")
+            .setConfig(AgentConfig.newBuilder().setModel("claude-3-sonnet").setTemperature(0.5))
+            .addTools("calculator")
+            .setMetadata(struct("suite", "interop-java"))
+            .build();
+    Agent agent = agents().createAgent(CreateAgentRequest.newBuilder().setAgent(draft).build());
+    expect(!agent.getId().isEmpty(), "created agent has no id");
+    expect(draft.getName().equals(agent.getName()), "name " + agent.getName());
+    expect(draft.getSystemPrompt().equals(agent.getSystemPrompt()), "system_prompt differs");
+    expect(agent.getToolsList().contains("calculator"), "tools " + agent.getToolsList());
+    expect(
+        agent.getConfig().getTemperature() == 0.5,
+        "config.temperature " + agent.getConfig().getTemperature());
+    expect(
+        "interop-java"
+            .equals(agent.getMetadata().getFieldsOrDefault("suite", Value.getDefaultInstance())
+                .getStringValue()),
+        "metadata " + agent.getMetadata());
+    expect(agent.getStatus() == AgentStatus.AGENT_STATUS_ACTIVE, "status " + agent.getStatus());
+    expect(agent.hasCreatedAt(), "created_at is not set");
+    agentId = agent.getId();
+    createdAgent = agent;
+  }
+
+  void getAgent() {
+    String id = needAgent();
+    Agent agent = agents().getAgent(GetAgentRequest.newBuilder().setAgentId(id).build());
+    expect(id.equals(agent.getId()), "id " + agent.getId());
+    expect(createdAgent.getName().equals(agent.getName()), "name " + agent.getName());
+    expect(
+        createdAgent.getSystemPrompt().equals(agent.getSystemPrompt()),
+        "system_prompt " + agent.getSystemPrompt());
+  }
+
+  void listAgents() {
+    String id = needAgent();
+    ListAgentsResponse page = agents().listAgents(ListAgentsRequest.newBuilder().setLimit(100).build());
+    expect(
+        page.getDataList().stream().anyMatch(a -> id.equals(a.getId())),
+        "the created agent is not in the list of " + page.getDataCount());
+    expect(page.getTotal() >= 1, "total " + page.getTotal());
+    expect(page.getLimit() == 100, "limit " + page.getLimit() + ", want 100");
+    expect(page.getOffset() == 0, "offset " + page.getOffset());
+  }
+
+  void updateAgentWithMask() {
+    String id = needAgent();
+    String newName = "java-interop-renamed-" + run;
+    Agent patch =
+        Agent.newBuilder()
+            .setName(newName)
+            // Not in the mask: must not be sent, so must not change.
+            .setSystemPrompt("THIS MUST NOT BE APPLIED")
+            .build();
+    Agent updated =
+        agents()
+            .updateAgent(
+                UpdateAgentRequest.newBuilder()
+                    .setAgentId(id)
+                    .setAgent(patch)
+                    .setUpdateMask(FieldMask.newBuilder().addPaths("name"))
+                    .build());
+    expect(newName.equals(updated.getName()), "name after update " + updated.getName());
+    expect(
+        createdAgent.getSystemPrompt().equals(updated.getSystemPrompt()),
+        "unmasked system_prompt changed to '" + updated.getSystemPrompt() + "'");
+    Agent fetched = agents().getAgent(GetAgentRequest.newBuilder().setAgentId(id).build());
+    expect(newName.equals(fetched.getName()), "GetAgent after update: name " + fetched.getName());
+    expect(
+        createdAgent.getSystemPrompt().equals(fetched.getSystemPrompt()),
+        "GetAgent after update: system_prompt '" + fetched.getSystemPrompt() + "'");
+    expect(
+        fetched.getConfig().getTemperature() == 0.5,
+        "GetAgent after update: config.temperature " + fetched.getConfig().getTemperature());
+  }
+
+  void deleteAgent() {
+    String id = needAgent();
+    agents().deleteAgent(DeleteAgentRequest.newBuilder().setAgentId(id).build());
+    StatusRuntimeException e =
+        expectError(() -> agents().getAgent(GetAgentRequest.newBuilder().setAgentId(id).build()));
+    expectCode(e, Status.Code.NOT_FOUND);
+    agentId = null;
+  }
+
+  void triggerWorkflow() throws InterruptedException {
+    Agent helper =
+        agents()
+            .createAgent(
+                CreateAgentRequest.newBuilder()
+                    .setAgent(
+                        Agent.newBuilder()
+                            .setName("java-interop-step-agent-" + run)
+                            .setSystemPrompt("You greet people."))
+                    .build());
+    String workflowId = null;
+    try {
+      Workflow workflow =
+          workflows()
+              .createWorkflow(
+                  CreateWorkflowRequest.newBuilder()
+                      .setWorkflow(
+                          Workflow.newBuilder()
+                              .setName("java-interop-workflow-" + run)
+                              .setDescription("transform then agent")
+                              .addSteps(
+                                  WorkflowStep.newBuilder()
+                                      .setId("greet")
+                                      .setType("transform")
+                                      .setName("Greeting")
+                                      .setConfig(struct("template", "Hello {{input.name}}")))
+                              .addSteps(
+                                  WorkflowStep.newBuilder()
+                                      .setId("answer")
+                                      .setType("agent")
+                                      .setName("Answer")
+                                      .setConfig(
+                                          struct(
+                                              "agent_id", helper.getId(),
+                                              "message", "Reply to: {{greet.output}}"))))
+                      .build());
+      workflowId = workflow.getId();
+      expect(!workflowId.isEmpty(), "created workflow has no id");
+      expect(workflow.getStepsCount() == 2, "workflow has " + workflow.getStepsCount() + " steps");
+
+      Execution started =
+          workflows()
+              .triggerWorkflow(
+                  TriggerWorkflowRequest.newBuilder()
+                      .setWorkflowId(workflowId)
+                      .setInput(struct("name", "Java"))
+                      .build());
+      expect(!started.getId().isEmpty(), "TriggerWorkflow returned no execution id");
+      expect(
+          workflowId.equals(started.getResourceId()),
+          "execution resource_id " + started.getResourceId());
+
+      Execution execution = started;
+      long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+      while (!TERMINAL.contains(execution.getStatus())) {
+        if (System.nanoTime() > until) {
+          throw new CheckFailed("execution still " + execution.getStatus() + " after 30 s");
+        }
+        Thread.sleep(50);
+        execution =
+            executions()
+                .getExecution(
+                    GetExecutionRequest.newBuilder().setExecutionId(started.getId()).build());
+      }
+      expect(
+          execution.getStatus() == ExecutionStatus.EXECUTION_STATUS_COMPLETED,
+          "execution ended " + execution.getStatus() + ": " + execution.getError());
+      expect(
+          execution.getStepResultsCount() == 2,
+          "step_results has " + execution.getStepResultsCount() + " entries");
+      StepResult greet = execution.getStepResults(0);
+      expect(
+          greet.getStatus() == ExecutionStatus.EXECUTION_STATUS_COMPLETED,
+          "transform step " + greet.getStatus());
+      expect(
+          greet.getOutput().toString().contains("Hello Java"),
+          "transform step output " + compact(greet.getOutput().toString()));
+      expect(execution.hasCompletedAt(), "completed_at is not set");
+    } finally {
+      if (workflowId != null && !workflowId.isEmpty()) {
+        try {
+          workflows().deleteWorkflow(DeleteWorkflowRequest.newBuilder().setWorkflowId(workflowId).build());
+        } catch (StatusRuntimeException ignored) {
+          // cleanup only
+        }
+      }
+      try {
+        agents().deleteAgent(DeleteAgentRequest.newBuilder().setAgentId(helper.getId()).build());
+      } catch (StatusRuntimeException ignored) {
+        // cleanup only
+      }
+    }
+  }
+
+  void notFound() throws InvalidProtocolBufferException {
+    StatusRuntimeException e =
+        expectError(
+            () ->
+                agents()
+                    .getAgent(
+                        GetAgentRequest.newBuilder().setAgentId("agent_missing_" + run).build()));
+    expectCode(e, Status.Code.NOT_FOUND);
+    com.google.rpc.Status status = statusProto(e);
+    List<ErrorInfo> infos = unpackAll(status, ErrorInfo.class);
+    expect(infos.size() == 1, "want exactly one ErrorInfo, got " + infos.size());
+    ErrorInfo info = infos.get(0);
+    expect("NOT_FOUND".equals(info.getReason()), "ErrorInfo.reason " + info.getReason());
+    expect(!info.getDomain().isEmpty(), "ErrorInfo.domain is empty");
+    expect(
+        "404".equals(info.getMetadataOrDefault("http_status", "")),
+        "ErrorInfo.metadata " + info.getMetadataMap());
+  }
+
+  void invalidAgentId() throws InvalidProtocolBufferException {
+    StatusRuntimeException e =
+        expectError(() -> agents().getAgent(GetAgentRequest.newBuilder().setAgentId("a/b").build()));
+    expectCode(e, Status.Code.INVALID_ARGUMENT);
+    com.google.rpc.Status status = statusProto(e);
+    expect(unpackAll(status, ErrorInfo.class).size() == 1, "want exactly one ErrorInfo");
+    List<BadRequest> bad = unpackAll(status, BadRequest.class);
+    expect(bad.size() == 1, "want one BadRequest detail, got " + bad.size());
+    List<String> fields = violationFields(bad.get(0));
+    expect(fields.contains("agent_id"), "BadRequest field violations " + fields);
+  }
+
+  void listLimitTooLarge() throws InvalidProtocolBufferException {
+    StatusRuntimeException e =
+        expectError(() -> agents().listAgents(ListAgentsRequest.newBuilder().setLimit(500).build()));
+    expectCode(e, Status.Code.INVALID_ARGUMENT);
+    com.google.rpc.Status status = statusProto(e);
+    List<BadRequest> bad = unpackAll(status, BadRequest.class);
+    expect(bad.size() == 1, "want one BadRequest detail, got " + bad.size());
+    List<String> fields = violationFields(bad.get(0));
+    expect(!fields.isEmpty(), "BadRequest has no field violations");
+    expect(
+        fields.stream().anyMatch(f -> f.equals("limit") || f.endsWith(".limit")),
+        "no violation names limit: " + fields);
+  }
+
+  void deadlineExceeded() {
+    StatusRuntimeException e =
+        expectError(
+            () ->
+                AgentServiceGrpc.newBlockingStub(channel)
+                    .withInterceptors(credentials)
+                    .withDeadlineAfter(1, TimeUnit.MICROSECONDS)
+                    .listAgents(ListAgentsRequest.newBuilder().setLimit(10).build()));
+    expectCode(e, Status.Code.DEADLINE_EXCEEDED);
+  }
+
+  void requestIdEchoed() {
+    String requestId = "java-interop-ok-" + run;
+    AtomicReference<Metadata> headers = new AtomicReference<>();
+    AtomicReference<Metadata> trailers = new AtomicReference<>();
+    Metadata sent = new Metadata();
+    sent.put(REQUEST_ID, requestId);
+    ListAgentsResponse page =
+        agents()
+            .withInterceptors(
+                MetadataUtils.newAttachHeadersInterceptor(sent),
+                MetadataUtils.newCaptureMetadataInterceptor(headers, trailers))
+            .listAgents(ListAgentsRequest.newBuilder().setLimit(1).build());
+    expect(page.getLimit() == 1, "limit " + page.getLimit());
+    expect(trailers.get() != null, "no trailers captured");
+    String echoed = trailers.get().get(REQUEST_ID);
+    expect(requestId.equals(echoed), "trailer x-request-id " + echoed + ", want " + requestId);
+  }
+
+  void requestIdOnError() throws InvalidProtocolBufferException {
+    String requestId = "java-interop-err-" + run;
+    Metadata sent = new Metadata();
+    sent.put(REQUEST_ID, requestId);
+    StatusRuntimeException e =
+        expectError(
+            () ->
+                agents()
+                    .withInterceptors(MetadataUtils.newAttachHeadersInterceptor(sent))
+                    .getAgent(
+                        GetAgentRequest.newBuilder().setAgentId("agent_gone_" + run).build()));
+    expectCode(e, Status.Code.NOT_FOUND);
+    List<RequestInfo> infos = unpackAll(statusProto(e), RequestInfo.class);
+    expect(infos.size() == 1, "want one RequestInfo, got " + infos.size());
+    expect(
+        requestId.equals(infos.get(0).getRequestId()),
+        "RequestInfo.request_id " + infos.get(0).getRequestId() + ", want " + requestId);
+    Metadata trailers = Status.trailersFromThrowable(e);
+    String echoed = trailers == null ? null : trailers.get(REQUEST_ID);
+    expect(requestId.equals(echoed), "trailer x-request-id " + echoed + ", want " + requestId);
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  String needAgent() {
+    if (agentId == null) {
+      throw new CheckFailed("skipped: no agent (agent.create failed)");
+    }
+    return agentId;
+  }
+
+  static void expect(boolean ok, String why) {
+    if (!ok) {
+      throw new CheckFailed(why);
+    }
+  }
+
+  static StatusRuntimeException expectError(Runnable call) {
+    try {
+      call.run();
+    } catch (StatusRuntimeException e) {
+      return e;
+    }
+    throw new CheckFailed("the call succeeded; an error was expected");
+  }
+
+  static void expectCode(StatusRuntimeException e, Status.Code want) {
+    Status.Code got = e.getStatus().getCode();
+    expect(got == want, "want " + want + ", got " + describe(e));
+  }
+
+  static com.google.rpc.Status statusProto(StatusRuntimeException e) {
+    com.google.rpc.Status status = StatusProto.fromThrowable(e);
+    expect(status != null, "no grpc-status-details-bin on " + describe(e));
+    expect(
+        status.getCode() == e.getStatus().getCode().value(),
+        "google.rpc.Status code " + status.getCode() + " differs from the call's");
+    return status;
+  }
+
+  static <T extends com.google.protobuf.Message> List<T> unpackAll(
+      com.google.rpc.Status status, Class<T> type) throws InvalidProtocolBufferException {
+    List<T> found = new ArrayList<>();
+    for (Any detail : status.getDetailsList()) {
+      if (detail.is(type)) {
+        found.add(detail.unpack(type));
+      }
+    }
+    return found;
+  }
+
+  static List<String> violationFields(BadRequest bad) {
+    List<String> fields = new ArrayList<>();
+    for (BadRequest.FieldViolation v : bad.getFieldViolationsList()) {
+      fields.add(v.getField());
+    }
+    return fields;
+  }
+
+  static String describe(StatusRuntimeException e) {
+    Status s = e.getStatus();
+    return s.getCode() + (s.getDescription() == null ? "" : " (" + s.getDescription() + ")");
+  }
+
+  static Struct struct(String... keysAndValues) {
+    Struct.Builder b = Struct.newBuilder();
+    for (int i = 0; i + 1 < keysAndValues.length; i += 2) {
+      b.putFields(keysAndValues[i], Value.newBuilder().setStringValue(keysAndValues[i + 1]).build());
+    }
+    return b.build();
+  }
+
+  static String compact(String text) {
+    String one = text.replaceAll("\\s+", " ").trim();
+    return one.length() > 200 ? one.substring(0, 200) + "…" : one;
+  }
+}
