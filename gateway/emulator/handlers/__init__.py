@@ -1,0 +1,1 @@
+"""HTTP handlers, one module per service of docs/rest-mapping.md."""
