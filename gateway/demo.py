@@ -57,7 +57,7 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _status_name(status: int) -> str:
+def _status_name(status: execution_pb2.ExecutionStatus.ValueType) -> str:
     return execution_pb2.ExecutionStatus.Name(status).removeprefix("EXECUTION_STATUS_").lower()
 
 
@@ -153,7 +153,7 @@ async def _walk_through(
         _say(f"   error: {execution.error}")
 
 
-def _struct(value: dict[str, object]) -> struct_pb2.Struct:
+def _struct(value: dict[str, str]) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
     struct.update(value)
     return struct

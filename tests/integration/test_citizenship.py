@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -34,7 +35,7 @@ async def slow_upstream() -> AsyncIterator[str]:
 @pytest.mark.asyncio
 async def test_health_overall_and_per_service(slow_upstream: str) -> None:
     async with serving_gateway(slow_upstream) as running:
-        health = health_pb2_grpc.HealthStub(running.channel)
+        health: Any = health_pb2_grpc.HealthStub(running.channel)
         for service in ("", "gagiteck.v1.AgentService", "gagiteck.v1.AccessService"):
             reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert reply.status == SERVING, service
@@ -84,7 +85,7 @@ async def test_reflection_lists_every_service(slow_upstream: str, version: str) 
 @pytest.mark.asyncio
 async def test_reflection_describes_a_file(slow_upstream: str) -> None:
     async with serving_gateway(slow_upstream) as running:
-        stub = reflection_pb2_grpc.ServerReflectionStub(running.channel)
+        stub: Any = reflection_pb2_grpc.ServerReflectionStub(running.channel)  # type: ignore[arg-type]
 
         async def requests() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
             yield reflection_pb2.ServerReflectionRequest(
@@ -109,7 +110,7 @@ async def test_oversized_message_is_refused(slow_upstream: str) -> None:
 async def test_graceful_shutdown_finishes_in_flight_calls(slow_upstream: str) -> None:
     async with serving_gateway(slow_upstream) as running:
         stub = agent_pb2_grpc.AgentServiceStub(running.channel)
-        health = health_pb2_grpc.HealthStub(running.channel)
+        health: Any = health_pb2_grpc.HealthStub(running.channel)
         in_flight = asyncio.ensure_future(
             stub.ListAgents(agent_pb2.ListAgentsRequest(), timeout=10)
         )

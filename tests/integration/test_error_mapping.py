@@ -48,7 +48,7 @@ async def scripted() -> AsyncIterator[tuple[Script, RunningGateway]]:
         yield script, running
 
 
-def _stub(running: RunningGateway) -> agent_pb2_grpc.AgentServiceStub:
+def _stub(running: RunningGateway) -> agent_pb2_grpc.AgentServiceAsyncStub:
     return agent_pb2_grpc.AgentServiceStub(running.channel)
 
 

@@ -17,6 +17,12 @@ AGENT = REGISTRY.codec(agent_pb2.Agent.DESCRIPTOR)
 EXECUTION = REGISTRY.codec(execution_pb2.Execution.DESCRIPTOR)
 
 
+def execution(payload: Any) -> execution_pb2.Execution:
+    decoded = EXECUTION.decode(payload)
+    assert isinstance(decoded, execution_pb2.Execution)
+    return decoded
+
+
 def test_reads_drifted_agent_payload() -> None:
     payload = {
         "id": "agent_1",
@@ -67,24 +73,24 @@ def test_timestamps(text: Any, seconds: int, nanos: int) -> None:
 @pytest.mark.parametrize("text", ["", "yesterday", "2024-13-45T00:00:00", True, None, [1]])
 def test_bad_timestamps_are_dropped(text: Any) -> None:
     assert parse_timestamp(text) is None
-    assert EXECUTION.decode({"started_at": text}).HasField("started_at") is False
+    assert execution({"started_at": text}).HasField("started_at") is False
 
 
 def test_unknown_enum_reads_as_unspecified_and_case_is_ignored() -> None:
-    assert EXECUTION.decode({"status": "exploded"}).status == 0
+    assert execution({"status": "exploded"}).status == 0
     running = execution_pb2.EXECUTION_STATUS_RUNNING
-    assert EXECUTION.decode({"status": "RUNNING"}).status == running
-    assert EXECUTION.decode({"status": "EXECUTION_STATUS_RUNNING"}).status == running
+    assert execution({"status": "RUNNING"}).status == running
+    assert execution({"status": "EXECUTION_STATUS_RUNNING"}).status == running
 
 
 def test_wrong_shapes_are_dropped_not_fatal() -> None:
-    execution = EXECUTION.decode(
+    decoded = execution(
         {"id": 42, "input": "not an object", "step_results": {"x": 1}, "result": {"a": 1}}
     )
-    assert execution.id == "42"
-    assert not execution.HasField("input")
-    assert len(execution.step_results) == 0
-    assert execution.result.struct_value["a"] == 1
+    assert decoded.id == "42"
+    assert not decoded.HasField("input")
+    assert len(decoded.step_results) == 0
+    assert decoded.result.struct_value["a"] == 1
 
 
 def test_out_of_range_integers_are_dropped() -> None:
@@ -199,4 +205,5 @@ def test_struct_matches_json_format(value: dict[str, Any]) -> None:
     expected = struct_pb2.Struct()
     json_format.ParseDict(value, expected)
     workflow = REGISTRY.codec(workflow_pb2.Workflow.DESCRIPTOR).decode({"metadata": value})
+    assert isinstance(workflow, workflow_pb2.Workflow)
     assert workflow.metadata == expected

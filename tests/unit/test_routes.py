@@ -141,7 +141,7 @@ def test_test_only_proto_rules(echo_service: ServiceDescriptor) -> None:
     table = RouteTable.compile([echo_service])
     get = table["/testonly.v1.EchoService/GetThing"]
     cls = get.request_codec.cls
-    request = cls(shelf=7, thing_id="t1", filter="f", tags=["a", "b"], exact=True, colour=1)
+    request: Any = cls(shelf=7, thing_id="t1", filter="f", tags=["a", "b"], exact=True, colour=1)
     request.paging.size = 10
     built = get.build(request)
     assert built.path == "/v2/shelves/7/things/t1"
