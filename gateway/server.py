@@ -184,8 +184,12 @@ class Gateway:
         for route in self.routes:
             service, method = route.full_method[1:].rsplit("/", 1)
             by_service.setdefault(service, {})[method] = self._handler(route)
-        for service, handlers in by_service.items():
-            server.add_registered_method_handlers(service, handlers)
+        server.add_generic_rpc_handlers(
+            tuple(
+                grpc.method_handlers_generic_handler(service, handlers)
+                for service, handlers in by_service.items()
+            )
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [*by_service, health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1]
         reflection.enable_server_reflection(names, server)
@@ -251,4 +255,6 @@ def _add_reflection_v1(server: grpc.aio.Server, names: list[str]) -> None:
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
         response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
     )
-    server.add_registered_method_handlers(REFLECTION_V1, {"ServerReflectionInfo": handler})
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": handler}),)
+    )

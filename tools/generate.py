@@ -82,8 +82,13 @@ def generate_python(out: Path) -> None:
 
 
 def _tree(root: Path) -> set[Path]:
+    """The generated files below ``root`` (caches and other droppings ignored)."""
     return {
-        p.relative_to(root) for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        p.relative_to(root)
+        for p in root.rglob("*")
+        if p.is_file()
+        and (p.suffix in (".py", ".pyi") or p.name == "py.typed")
+        and not any(part.startswith(".") or part == "__pycache__" for part in p.parts)
     }
 
 
@@ -118,7 +123,7 @@ def buf(*args: str) -> int:
     if not BUF.exists():
         raise SystemExit("buf is not installed: run `npm install` (make lint does it)")
     stage_deps()
-    return subprocess.call([str(BUF), *args], cwd=ROOT)  # noqa: S603
+    return subprocess.call([str(BUF), *args], cwd=ROOT)
 
 
 def write_descriptor_set(out: Path) -> None:

@@ -6,7 +6,7 @@ import warnings
 from gagiteck.v1 import access_pb2 as gagiteck_dot_v1_dot_access__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -26,7 +26,7 @@ if _version_not_supported:
     )
 
 
-class AccessServiceStub:
+class AccessServiceStub(object):
     """AccessService is role-based access control: the roles there are, the caller's
     team, and inviting, re-roling and removing team members.
 
@@ -74,7 +74,7 @@ class AccessServiceStub:
                 _registered_method=True)
 
 
-class AccessServiceServicer:
+class AccessServiceServicer(object):
     """AccessService is role-based access control: the roles there are, the caller's
     team, and inviting, re-roling and removing team members.
 
@@ -181,7 +181,7 @@ def add_AccessServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class AccessService:
+class AccessService(object):
     """AccessService is role-based access control: the roles there are, the caller's
     team, and inviting, re-roling and removing team members.
 

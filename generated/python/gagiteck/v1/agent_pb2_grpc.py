@@ -6,7 +6,7 @@ import warnings
 from gagiteck.v1 import agent_pb2 as gagiteck_dot_v1_dot_agent__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -26,7 +26,7 @@ if _version_not_supported:
     )
 
 
-class AgentServiceStub:
+class AgentServiceStub(object):
     """AgentService manages agents (a system prompt, a model configuration and a set of
     tools) and runs them.
 
@@ -78,7 +78,7 @@ class AgentServiceStub:
                 _registered_method=True)
 
 
-class AgentServiceServicer:
+class AgentServiceServicer(object):
     """AgentService manages agents (a system prompt, a model configuration and a set of
     tools) and runs them.
 
@@ -201,7 +201,7 @@ def add_AgentServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class AgentService:
+class AgentService(object):
     """AgentService manages agents (a system prompt, a model configuration and a set of
     tools) and runs them.
 

@@ -6,7 +6,7 @@ import warnings
 from gagiteck.v1 import auth_pb2 as gagiteck_dot_v1_dot_auth__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -26,7 +26,7 @@ if _version_not_supported:
     )
 
 
-class AuthServiceStub:
+class AuthServiceStub(object):
     """AuthService signs users up and in, tells who the caller is, and manages API keys.
 
     Every RPC is transcoded by the gateway into exactly one call of the Gagiteck REST
@@ -78,7 +78,7 @@ class AuthServiceStub:
                 _registered_method=True)
 
 
-class AuthServiceServicer:
+class AuthServiceServicer(object):
     """AuthService signs users up and in, tells who the caller is, and manages API keys.
 
     Every RPC is transcoded by the gateway into exactly one call of the Gagiteck REST
@@ -198,7 +198,7 @@ def add_AuthServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class AuthService:
+class AuthService(object):
     """AuthService signs users up and in, tells who the caller is, and manages API keys.
 
     Every RPC is transcoded by the gateway into exactly one call of the Gagiteck REST

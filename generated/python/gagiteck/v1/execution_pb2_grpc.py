@@ -5,7 +5,7 @@ import warnings
 
 from gagiteck.v1 import execution_pb2 as gagiteck_dot_v1_dot_execution__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class ExecutionServiceStub:
+class ExecutionServiceStub(object):
     """ExecutionService follows executions (runs of agents and workflows): lists them,
     reads one, cancels one and reads its log.
 
@@ -67,7 +67,7 @@ class ExecutionServiceStub:
                 _registered_method=True)
 
 
-class ExecutionServiceServicer:
+class ExecutionServiceServicer(object):
     """ExecutionService follows executions (runs of agents and workflows): lists them,
     reads one, cancels one and reads its log.
 
@@ -157,7 +157,7 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class ExecutionService:
+class ExecutionService(object):
     """ExecutionService follows executions (runs of agents and workflows): lists them,
     reads one, cancels one and reads its log.
 

@@ -5,7 +5,7 @@ import warnings
 
 from gagiteck.v1 import search_pb2 as gagiteck_dot_v1_dot_search__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class SearchServiceStub:
+class SearchServiceStub(object):
     """SearchService searches the caller's resources (agents, workflows, …) by text.
 
     Every RPC is transcoded by the gateway into exactly one call of the Gagiteck REST
@@ -51,7 +51,7 @@ class SearchServiceStub:
                 _registered_method=True)
 
 
-class SearchServiceServicer:
+class SearchServiceServicer(object):
     """SearchService searches the caller's resources (agents, workflows, …) by text.
 
     Every RPC is transcoded by the gateway into exactly one call of the Gagiteck REST
@@ -92,7 +92,7 @@ def add_SearchServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class SearchService:
+class SearchService(object):
     """SearchService searches the caller's resources (agents, workflows, …) by text.
 
     Every RPC is transcoded by the gateway into exactly one call of the Gagiteck REST

@@ -6,7 +6,7 @@ import warnings
 from gagiteck.v1 import webhook_pb2 as gagiteck_dot_v1_dot_webhook__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -26,7 +26,7 @@ if _version_not_supported:
     )
 
 
-class WebhookServiceStub:
+class WebhookServiceStub(object):
     """WebhookService manages webhooks: URLs the platform POSTs events to (e.g.
     `execution.completed`), each delivery signed with
     `X-Webhook-Signature: sha256=<hex HMAC-SHA256 of the raw body keyed with the
@@ -85,7 +85,7 @@ class WebhookServiceStub:
                 _registered_method=True)
 
 
-class WebhookServiceServicer:
+class WebhookServiceServicer(object):
     """WebhookService manages webhooks: URLs the platform POSTs events to (e.g.
     `execution.completed`), each delivery signed with
     `X-Webhook-Signature: sha256=<hex HMAC-SHA256 of the raw body keyed with the
@@ -228,7 +228,7 @@ def add_WebhookServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class WebhookService:
+class WebhookService(object):
     """WebhookService manages webhooks: URLs the platform POSTs events to (e.g.
     `execution.completed`), each delivery signed with
     `X-Webhook-Signature: sha256=<hex HMAC-SHA256 of the raw body keyed with the

@@ -7,7 +7,7 @@ from gagiteck.v1 import execution_pb2 as gagiteck_dot_v1_dot_execution__pb2
 from gagiteck.v1 import workflow_pb2 as gagiteck_dot_v1_dot_workflow__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -27,7 +27,7 @@ if _version_not_supported:
     )
 
 
-class WorkflowServiceStub:
+class WorkflowServiceStub(object):
     """WorkflowService manages workflows (ordered steps: agent runs, webhook calls,
     transforms, delays), triggers them and lists their runs.
 
@@ -84,7 +84,7 @@ class WorkflowServiceStub:
                 _registered_method=True)
 
 
-class WorkflowServiceServicer:
+class WorkflowServiceServicer(object):
     """WorkflowService manages workflows (ordered steps: agent runs, webhook calls,
     transforms, delays), triggers them and lists their runs.
 
@@ -223,7 +223,7 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class WorkflowService:
+class WorkflowService(object):
     """WorkflowService manages workflows (ordered steps: agent runs, webhook calls,
     transforms, delays), triggers them and lists their runs.
 
