@@ -48,6 +48,11 @@ class GatewayConfig:
     shutdown_grace: float = 10.0
     shutdown_delay: float = 1.0
     descriptor_sets: tuple[str, ...] = ()
+    stream_idle_timeout: float = 60.0
+    stream_concurrency: int = 256
+    stream_cancel_upstream: bool = True
+    watch_min_interval: float = 0.25
+    watch_max_interval: float = 5.0
     log_level: str = "info"
     log_format: str = "json"
 
@@ -123,6 +128,15 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
 
 
 def _paths(text: str) -> tuple[str, ...]:
@@ -268,6 +282,8 @@ def _cross_checks(config: GatewayConfig) -> list[str]:
             f"GATEWAY_AUTH_MODE={config.auth_mode} needs the gateway's key: "
             "set GATEWAY_UPSTREAM_API_KEY (or --upstream-api-key)"
         )
+    if config.watch_min_interval > config.watch_max_interval:
+        problems.append("GATEWAY_WATCH_MIN_INTERVAL must not exceed GATEWAY_WATCH_MAX_INTERVAL")
     if config.max_message_bytes < 1024:
         problems.append("GATEWAY_MAX_MESSAGE_BYTES must be at least 1024")
     return problems

@@ -109,6 +109,8 @@ class GatewayError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.context: dict[str, str] = {}
+        """Extra ErrorInfo metadata added where the error is caught (e.g. events relayed)."""
 
     def error_metadata(self) -> dict[str, str]:
         return {}
@@ -226,13 +228,15 @@ class UpstreamTransportError(GatewayError):
 
 
 class UpstreamTimeout(GatewayError):
-    """The caller's deadline passed before the upstream answered."""
+    """The caller's deadline passed before the upstream answered (or a stream idled)."""
 
     code = grpc.StatusCode.DEADLINE_EXCEEDED
-    reason = "UPSTREAM_TIMEOUT"
 
-    def __init__(self, message: str, host: str, route: str) -> None:
+    def __init__(
+        self, message: str, host: str, route: str, reason: str = "UPSTREAM_TIMEOUT"
+    ) -> None:
         super().__init__(message)
+        self.reason = reason
         self.domain = host or GATEWAY_DOMAIN
         self.route = route
 
@@ -296,7 +300,9 @@ def to_status(error: BaseException, request_id: str) -> CallStatus:
     if isinstance(error, GatewayError):
         code, message = error.code, error.message
         info = error_details_pb2.ErrorInfo(
-            reason=error.reason, domain=error.domain, metadata=error.error_metadata()
+            reason=error.reason,
+            domain=error.domain,
+            metadata={**error.error_metadata(), **error.context},
         )
         details = [info, *error.extra_details()]
     else:

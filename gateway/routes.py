@@ -16,12 +16,13 @@ trailing custom verb (``/v1/things/{id}:cancel``). Multi-segment variables (``**
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote
 
 import orjson
+from gagiteck.v1 import streaming_pb2
 from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import (
     Descriptor,
@@ -88,6 +89,34 @@ class HttpRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class SseMember:
+    """Where one event type goes: a member of the response's oneof."""
+
+    field: str
+    codec: MessageCodec
+
+
+@dataclass(frozen=True, slots=True)
+class SseSpec:
+    """A server-streaming RPC relayed from an upstream ``text/event-stream``."""
+
+    members: Mapping[str, SseMember]  # event type → oneof member
+    terminal_events: frozenset[str]
+    error_event: str
+    json_event: str
+    event_id_field: str  # string field of the response that gets the SSE id, or ''
+    cancel_path: tuple[str, ...]  # segments; '{name}' are variables; () for none
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSpec:
+    """A server-streaming RPC served by polling its GET until a terminal state."""
+
+    terminal_field: str
+    terminal_values: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """One compiled ``google.api.http`` rule."""
 
@@ -105,6 +134,9 @@ class Route:
     mask_field: str | None  # FieldMask that filters the body, if any
     bound_fields: frozenset[str] = field(default=frozenset())
     list_field: str = ""  # the one repeated field, for upstreams that answer a bare list
+    body_extras: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"stream": True}
+    sse: SseSpec | None = None
+    watch: WatchSpec | None = None
 
     @property
     def route_template(self) -> str:
@@ -139,6 +171,8 @@ class Route:
             return None
         if self.body_field == "*":
             payload: Any = self.request_codec.encode(request, skip=self.bound_fields)
+            if self.body_extras:
+                payload.update(self.body_extras)
             return orjson.dumps(payload)
         value = getattr(request, self.body_field)
         field_desc = self.request_codec.descriptor.fields_by_name[self.body_field]
@@ -287,6 +321,7 @@ def compile_route(method: MethodDescriptor, registry: CodecRegistry) -> Route:
         raise RouteError(
             name, f"response_body {response_field!r} is not a field of {response.full_name}"
         )
+    sse, watch, extras = _streaming(method, pattern, body, registry)
     return Route(
         full_method=f"/{method.containing_service.full_name}/{method.name}",
         http_method=pattern.upper(),
@@ -302,6 +337,75 @@ def compile_route(method: MethodDescriptor, registry: CodecRegistry) -> Route:
         mask_field=mask_field,
         bound_fields=frozenset(bound),
         list_field=_sole_repeated(response),
+        body_extras=extras,
+        sse=sse,
+        watch=watch,
+    )
+
+
+def _streaming(
+    method: MethodDescriptor, verb: str, body: str, registry: CodecRegistry
+) -> tuple[SseSpec | None, WatchSpec | None, dict[str, Any]]:
+    name = method.full_name
+    options = method.GetOptions()
+    rule = (
+        options.Extensions[streaming_pb2.streaming]
+        if options.HasExtension(streaming_pb2.streaming)
+        else None
+    )
+    if not method.server_streaming:
+        if rule is not None:
+            raise RouteError(name, "a streaming option on a unary method")
+        return None, None, {}
+    kind = rule.WhichOneof("kind") if rule is not None else None
+    if rule is None or kind is None:
+        raise RouteError(
+            name, "a server-streaming method needs a (gagiteck.v1.streaming) option: sse or watch"
+        )
+    response = method.output_type
+    if kind == "watch":
+        if verb != "get":
+            raise RouteError(name, "a watch must use a GET rule")
+        if rule.watch.terminal_field not in response.fields_by_name:
+            raise RouteError(
+                name, f"watch terminal_field {rule.watch.terminal_field!r} is not a field"
+            )
+        return None, WatchSpec(rule.watch.terminal_field, frozenset(rule.watch.terminal_values)), {}
+    sse = rule.sse
+    extras: dict[str, Any] = {field_name: True for field_name in sse.enable_fields}
+    if extras and body != "*":
+        raise RouteError(name, 'sse enable_fields need a body: "*" rule')
+    oneof = response.oneofs_by_name.get(sse.event_oneof)
+    if oneof is None:
+        raise RouteError(
+            name, f"sse event_oneof {sse.event_oneof!r} is not a oneof of the response"
+        )
+    members: dict[str, SseMember] = {}
+    for member in oneof.fields:
+        if member.message_type is None:
+            raise RouteError(name, f"oneof member {member.name!r} must be a message")
+        event = member.name.replace("_", ".")
+        members[event] = SseMember(member.name, registry.codec(member.message_type))
+    for event in (*sse.terminal_events, sse.json_event):
+        if event and event not in members:
+            raise RouteError(name, f"sse event {event!r} has no member in {sse.event_oneof!r}")
+    id_field = response.fields_by_name.get("event_id")
+    cancel = tuple(sse.cancel_path.strip("/").split("/")) if sse.cancel_path else ()
+    return (
+        SseSpec(
+            members=members,
+            terminal_events=frozenset(sse.terminal_events),
+            error_event=sse.error_event,
+            json_event=sse.json_event,
+            event_id_field=(
+                "event_id"
+                if id_field is not None and id_field.type == FieldDescriptor.TYPE_STRING
+                else ""
+            ),
+            cancel_path=cancel,
+        ),
+        None,
+        extras,
     )
 
 

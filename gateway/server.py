@@ -13,11 +13,12 @@ grace period, then closes the pool. Both are safe to call twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import importlib
 import logging
 import pkgutil
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,11 @@ from gateway.codec import CodecRegistry
 from gateway.config import GatewayConfig
 from gateway.errors import InvalidRequest, to_status
 from gateway.metadata import read_metadata, request_id_of
-from gateway.routes import Route, RouteError, RouteTable, http_rule
+from gateway.routes import Route, RouteTable, http_rule
+from gateway.streaming import SseRelay, StreamSettings
 from gateway.transcoder import Transcoder
 from gateway.upstream import Upstream, UpstreamSettings
+from gateway.watch import WatchHub, WatchSettings
 
 log = logging.getLogger("gateway.server")
 
@@ -117,6 +120,30 @@ class Gateway:
             CredentialPolicy(config.auth_mode, config.upstream_api_key),
             config.upstream_timeout,
         )
+        # Long-lived streams get a pool of their own so they cannot starve unary calls.
+        self.stream_upstream = Upstream(
+            UpstreamSettings(
+                base_url=upstream_url,
+                pool_size=config.stream_concurrency,
+                connect_timeout=config.connect_timeout,
+                max_body_bytes=max(config.max_message_bytes * 4, 1 << 20),
+            )
+        )
+        self.relay = SseRelay(
+            self.stream_upstream,
+            self.transcoder,
+            StreamSettings(
+                idle_timeout=config.stream_idle_timeout,
+                cancel_upstream=config.stream_cancel_upstream,
+                max_event_bytes=config.max_message_bytes,
+            ),
+        )
+        self.watches = WatchHub(
+            self.transcoder,
+            WatchSettings(
+                min_interval=config.watch_min_interval, max_interval=config.watch_max_interval
+            ),
+        )
         self.health = health.aio.HealthServicer()
         self.state = State.NEW
         self.port = 0
@@ -129,6 +156,7 @@ class Gateway:
         if self.state is not State.NEW:
             return self.port
         await self.upstream.start()
+        await self.stream_upstream.start()
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", self.config.max_message_bytes),
@@ -140,6 +168,7 @@ class Gateway:
         self.port = server.add_insecure_port(str(self.config.listen))
         if self.port == 0:
             await self.upstream.close()
+            await self.stream_upstream.close()
             raise OSError(f"cannot listen on {self.config.listen}")
         await server.start()
         self._server = server
@@ -169,7 +198,10 @@ class Gateway:
             await asyncio.sleep(delay)
         if self._server is not None:
             await self._server.stop(grace)
+        await self.watches.close()
+        await self.relay.close()
         await self.upstream.close()
+        await self.stream_upstream.close()
         self.state = State.CLOSED
         log.info("gateway stopped")
 
@@ -204,7 +236,11 @@ class Gateway:
         request_cls = route.request_codec.cls
         serialize: Callable[[Message], bytes] = route.response_codec.cls.SerializeToString
         if route.server_streaming:
-            raise RouteError(route.full_method[1:], "server-streaming methods are not served yet")
+            return grpc.unary_stream_rpc_method_handler(
+                self._streaming(route),
+                request_deserializer=request_cls.FromString,
+                response_serializer=serialize,
+            )
         return grpc.unary_unary_rpc_method_handler(
             self._unary(route),
             request_deserializer=request_cls.FromString,
@@ -227,6 +263,35 @@ class Gateway:
             try:
                 return await transcoder.unary(route, request, caller, context.time_remaining())
             except Exception as exc:  # the boundary: every failure becomes a status
+                await _abort(context, exc, caller.request_id, route)
+                raise
+
+        return handle
+
+    def _streaming(
+        self, route: Route
+    ) -> Callable[[Message, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Message]]:
+        relay, watches = self.relay, self.watches
+
+        async def handle(
+            request: Message, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Message]:
+            metadata = context.invocation_metadata()
+            try:
+                caller = read_metadata(metadata)
+            except InvalidRequest as exc:
+                await _abort(context, exc, request_id_of(metadata), route)
+                raise
+            await context.send_initial_metadata((("x-request-id", caller.request_id),))
+            if route.sse is not None:
+                messages = relay.relay(route, request, caller, context.time_remaining())
+            else:
+                messages = watches.watch(route, request, caller)
+            try:
+                async with contextlib.aclosing(messages):
+                    async for message in messages:
+                        yield message
+            except Exception as exc:  # the boundary, for streams
                 await _abort(context, exc, caller.request_id, route)
                 raise
 

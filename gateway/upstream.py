@@ -9,8 +9,9 @@ request and releases the connection.
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
@@ -89,6 +90,13 @@ class Upstream:
     ) -> None:
         await self.close()
 
+    def _session_for(self, route: str) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise UpstreamTransportError(
+                "the gateway is shutting down", "GATEWAY_CLOSED", self.host, route
+            )
+        return self._session
+
     async def request(
         self,
         method: str,
@@ -101,17 +109,13 @@ class Upstream:
         timeout: float,
     ) -> UpstreamAnswer:
         """One HTTP exchange; raises UpstreamTransportError or UpstreamTimeout."""
-        session = self._session
-        if session is None:
-            raise UpstreamTransportError(
-                "the gateway is shutting down", "GATEWAY_CLOSED", self.host, route
-            )
+        session = self._session_for(route)
         if timeout <= 0:
             raise UpstreamTimeout("the deadline had passed before the call", self.host, route)
         client_timeout = aiohttp.ClientTimeout(
             total=timeout, connect=min(self.settings.connect_timeout, timeout)
         )
-        try:
+        with self.translate_errors(route, timeout):
             async with session.request(
                 method,
                 self._base_path + path,
@@ -122,18 +126,78 @@ class Upstream:
                 timeout=client_timeout,
             ) as response:
                 payload = await self._read(response, route)
-                return UpstreamAnswer(
-                    status=response.status,
-                    headers=_plain(response.headers),
-                    body=payload,
-                    content_type=response.headers.get("Content-Type", ""),
-                    host=self.host,
-                )
-        except TimeoutError as exc:
+                return self.answer(response, payload)
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        route: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        timeout: float | None,
+        idle_timeout: float,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A long-lived answer, read incrementally by the caller.
+
+        ``timeout`` bounds the whole exchange (the caller's deadline, if any);
+        ``idle_timeout`` bounds the silence between two reads. Leaving the block before
+        the answer is complete closes the connection rather than returning it to the pool.
+        """
+        session = self._session_for(route)
+        client_timeout = aiohttp.ClientTimeout(
+            total=timeout, connect=self.settings.connect_timeout, sock_read=idle_timeout
+        )
+        with self.translate_errors(route, timeout, idle_timeout):
+            response = await session.request(
+                method,
+                self._base_path + path,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=client_timeout,
+            )
+            try:
+                yield response
+            finally:
+                if response.content.at_eof():
+                    response.release()
+                else:
+                    response.close()
+
+    def answer(self, response: aiohttp.ClientResponse, payload: bytes) -> UpstreamAnswer:
+        return UpstreamAnswer(
+            status=response.status,
+            headers=_plain(response.headers),
+            body=payload,
+            content_type=response.headers.get("Content-Type", ""),
+            host=self.host,
+        )
+
+    @contextlib.contextmanager
+    def translate_errors(
+        self, route: str, timeout: float | None, idle_timeout: float | None = None
+    ) -> Iterator[None]:
+        """The one place where aiohttp's and the socket's exceptions become ours."""
+        try:
+            yield
+        except aiohttp.ServerTimeoutError as exc:
+            if idle_timeout is not None and "read" in str(exc).lower():
+                raise UpstreamTimeout(
+                    f"the upstream stream was silent for more than {idle_timeout:.3g}s",
+                    self.host,
+                    route,
+                    reason="UPSTREAM_STREAM_IDLE",
+                ) from exc
             raise UpstreamTimeout(
-                f"the upstream did not answer within the deadline ({timeout:.3g}s)",
-                self.host,
-                route,
+                f"the upstream did not answer in time ({exc})", self.host, route
+            ) from exc
+        except TimeoutError as exc:
+            limit = f" ({timeout:.3g}s)" if timeout is not None else ""
+            raise UpstreamTimeout(
+                f"the upstream did not answer within the deadline{limit}", self.host, route
             ) from exc
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamTransportError(

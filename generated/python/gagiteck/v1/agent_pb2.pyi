@@ -310,6 +310,184 @@ class TokenUsage(_message.Message):
 Global___TokenUsage: _TypeAlias = TokenUsage  # noqa: Y015
 
 @_typing.final
+class StreamAgentRunRequest(_message.Message):
+    """Request of AgentService.StreamAgentRun: the same as RunAgentRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    """The agent to run. Bound to the path."""
+    message: _builtins.str
+    """The user's message to the agent."""
+    @_builtins.property
+    def context(self) -> _struct_pb2.Struct:
+        """Free-form context passed to the run, e.g. `{"user_id": "user_123"}`."""
+
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        message: _builtins.str = ...,
+        context: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "context", b"context", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamAgentRunRequest: _TypeAlias = StreamAgentRunRequest  # noqa: Y015
+
+@_typing.final
+class AgentRunEvent(_message.Message):
+    """One event of a streamed agent run. Exactly one member of `event` is set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_STARTED_FIELD_NUMBER: _builtins.int
+    CONTENT_DELTA_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    RUN_COMPLETED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """The upstream's event id (SSE `id`), increasing within a run."""
+    @_builtins.property
+    def run_started(self) -> Global___RunStarted:
+        """`run.started`: the run has an id and a model."""
+
+    @_builtins.property
+    def content_delta(self) -> Global___ContentDelta:
+        """`content.delta`: the next piece of the answer text."""
+
+    @_builtins.property
+    def tool_call(self) -> Global___ToolCall:
+        """`tool.call`: a tool was called, with its arguments and result."""
+
+    @_builtins.property
+    def usage(self) -> Global___TokenUsage:
+        """`usage`: tokens consumed by the run."""
+
+    @_builtins.property
+    def run_completed(self) -> Global___AgentRun:
+        """`run.completed`: the whole run; always the last event of a successful stream."""
+
+    @_builtins.property
+    def error(self) -> Global___RunError:
+        """`error`: never delivered by the gateway, which ends the stream with the matching
+        gRPC status instead; listed so that the vocabulary is complete.
+        """
+
+    def __init__(
+        self,
+        *,
+        run_started: Global___RunStarted | None = ...,
+        content_delta: Global___ContentDelta | None = ...,
+        tool_call: Global___ToolCall | None = ...,
+        usage: Global___TokenUsage | None = ...,
+        run_completed: Global___AgentRun | None = ...,
+        error: Global___RunError | None = ...,
+        event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["content_delta", b"content_delta", "error", b"error", "event", b"event", "run_completed", b"run_completed", "run_started", b"run_started", "tool_call", b"tool_call", "usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_delta", b"content_delta", "error", b"error", "event", b"event", "event_id", b"event_id", "run_completed", b"run_completed", "run_started", b"run_started", "tool_call", b"tool_call", "usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["run_started", "content_delta", "tool_call", "usage", "run_completed", "error"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___AgentRunEvent: _TypeAlias = AgentRunEvent  # noqa: Y015
+
+@_typing.final
+class RunStarted(_message.Message):
+    """`run.started`: the run has begun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """Server-assigned id of the run, e.g. `run_xyz789`."""
+    agent_id: _builtins.str
+    """The agent that runs."""
+    model: _builtins.str
+    """The model that will answer."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+        model: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "model", b"model", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunStarted: _TypeAlias = RunStarted  # noqa: Y015
+
+@_typing.final
+class ContentDelta(_message.Message):
+    """`content.delta`: a piece of the answer text; the pieces concatenate to
+    AgentRun.content.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELTA_FIELD_NUMBER: _builtins.int
+    delta: _builtins.str
+    """The text to append."""
+    def __init__(
+        self,
+        *,
+        delta: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContentDelta: _TypeAlias = ContentDelta  # noqa: Y015
+
+@_typing.final
+class RunError(_message.Message):
+    """`error`: the REST error body of a failed stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAIL_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    detail: _builtins.str
+    """Human-readable message."""
+    code: _builtins.str
+    """Upper-case error code, e.g. `CANCELLED`."""
+    status: _builtins.int
+    """HTTP status the error corresponds to, e.g. 499."""
+    def __init__(
+        self,
+        *,
+        detail: _builtins.str = ...,
+        code: _builtins.str = ...,
+        status: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "detail", b"detail", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunError: _TypeAlias = RunError  # noqa: Y015
+
+@_typing.final
 class ListAgentsRequest(_message.Message):
     """Request of AgentService.ListAgents. Both fields become query parameters."""
 

@@ -76,6 +76,11 @@ class AgentServiceStub(object):
                 request_serializer=gagiteck_dot_v1_dot_agent__pb2.RunAgentRequest.SerializeToString,
                 response_deserializer=gagiteck_dot_v1_dot_agent__pb2.AgentRun.FromString,
                 _registered_method=True)
+        self.StreamAgentRun = channel.unary_stream(
+                '/gagiteck.v1.AgentService/StreamAgentRun',
+                request_serializer=gagiteck_dot_v1_dot_agent__pb2.StreamAgentRunRequest.SerializeToString,
+                response_deserializer=gagiteck_dot_v1_dot_agent__pb2.AgentRunEvent.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer(object):
@@ -160,6 +165,26 @@ class AgentServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamAgentRun(self, request, context):
+        """Runs an agent and streams its answer as it is produced: a `started` event with
+        the run id, `tool_call` events, `content_delta` events with pieces of text,
+        `usage`, and finally `completed` with the whole run. Each event is relayed the
+        moment the REST API sends it.
+
+        REST: `POST /v1/agents/{agent_id}/run` with `"stream": true`, answered as
+        server-sent events. An upstream that answers plain JSON instead is relayed as
+        one `completed` event.
+        Errors: those of RunAgent before the first event; after it, an upstream `error`
+        event ends the stream with the matching status (e.g. CANCELLED), a stream cut
+        short ends with UNAVAILABLE (ErrorInfo metadata `events_relayed` says how many
+        events arrived), and a stream silent for longer than the gateway's idle limit
+        ends with DEADLINE_EXCEEDED. Cancelling the call closes the upstream stream and
+        cancels the run upstream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -192,6 +217,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.RunAgent,
                     request_deserializer=gagiteck_dot_v1_dot_agent__pb2.RunAgentRequest.FromString,
                     response_serializer=gagiteck_dot_v1_dot_agent__pb2.AgentRun.SerializeToString,
+            ),
+            'StreamAgentRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamAgentRun,
+                    request_deserializer=gagiteck_dot_v1_dot_agent__pb2.StreamAgentRunRequest.FromString,
+                    response_serializer=gagiteck_dot_v1_dot_agent__pb2.AgentRunEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -367,6 +397,33 @@ class AgentService(object):
             '/gagiteck.v1.AgentService/RunAgent',
             gagiteck_dot_v1_dot_agent__pb2.RunAgentRequest.SerializeToString,
             gagiteck_dot_v1_dot_agent__pb2.AgentRun.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamAgentRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gagiteck.v1.AgentService/StreamAgentRun',
+            gagiteck_dot_v1_dot_agent__pb2.StreamAgentRunRequest.SerializeToString,
+            gagiteck_dot_v1_dot_agent__pb2.AgentRunEvent.FromString,
             options,
             channel_credentials,
             insecure,

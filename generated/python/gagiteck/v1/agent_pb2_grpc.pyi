@@ -89,6 +89,22 @@ class AgentServiceStub:
     message is empty or agent_id is malformed; DEADLINE_EXCEEDED when the run
     outlasts the call's deadline.
     """
+    StreamAgentRun: _grpc.UnaryStreamMultiCallable[_agent_pb2.StreamAgentRunRequest, _agent_pb2.AgentRunEvent]
+    """Runs an agent and streams its answer as it is produced: a `started` event with
+    the run id, `tool_call` events, `content_delta` events with pieces of text,
+    `usage`, and finally `completed` with the whole run. Each event is relayed the
+    moment the REST API sends it.
+
+    REST: `POST /v1/agents/{agent_id}/run` with `"stream": true`, answered as
+    server-sent events. An upstream that answers plain JSON instead is relayed as
+    one `completed` event.
+    Errors: those of RunAgent before the first event; after it, an upstream `error`
+    event ends the stream with the matching status (e.g. CANCELLED), a stream cut
+    short ends with UNAVAILABLE (ErrorInfo metadata `events_relayed` says how many
+    events arrived), and a stream silent for longer than the gateway's idle limit
+    ends with DEADLINE_EXCEEDED. Cancelling the call closes the upstream stream and
+    cancels the run upstream.
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -149,6 +165,22 @@ class AgentServiceAsyncStub(AgentServiceStub):
     Errors: NOT_FOUND when agent_id names no agent; INVALID_ARGUMENT when the
     message is empty or agent_id is malformed; DEADLINE_EXCEEDED when the run
     outlasts the call's deadline.
+    """
+    StreamAgentRun: _aio.UnaryStreamMultiCallable[_agent_pb2.StreamAgentRunRequest, _agent_pb2.AgentRunEvent]  # type: ignore[assignment]
+    """Runs an agent and streams its answer as it is produced: a `started` event with
+    the run id, `tool_call` events, `content_delta` events with pieces of text,
+    `usage`, and finally `completed` with the whole run. Each event is relayed the
+    moment the REST API sends it.
+
+    REST: `POST /v1/agents/{agent_id}/run` with `"stream": true`, answered as
+    server-sent events. An upstream that answers plain JSON instead is relayed as
+    one `completed` event.
+    Errors: those of RunAgent before the first event; after it, an upstream `error`
+    event ends the stream with the matching status (e.g. CANCELLED), a stream cut
+    short ends with UNAVAILABLE (ErrorInfo metadata `events_relayed` says how many
+    events arrived), and a stream silent for longer than the gateway's idle limit
+    ends with DEADLINE_EXCEEDED. Cancelling the call closes the upstream stream and
+    cancels the run upstream.
     """
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -243,6 +275,28 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: NOT_FOUND when agent_id names no agent; INVALID_ARGUMENT when the
         message is empty or agent_id is malformed; DEADLINE_EXCEEDED when the run
         outlasts the call's deadline.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamAgentRun(
+        self,
+        request: _agent_pb2.StreamAgentRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_pb2.AgentRunEvent], _abc.AsyncIterator[_agent_pb2.AgentRunEvent]]:
+        """Runs an agent and streams its answer as it is produced: a `started` event with
+        the run id, `tool_call` events, `content_delta` events with pieces of text,
+        `usage`, and finally `completed` with the whole run. Each event is relayed the
+        moment the REST API sends it.
+
+        REST: `POST /v1/agents/{agent_id}/run` with `"stream": true`, answered as
+        server-sent events. An upstream that answers plain JSON instead is relayed as
+        one `completed` event.
+        Errors: those of RunAgent before the first event; after it, an upstream `error`
+        event ends the stream with the matching status (e.g. CANCELLED), a stream cut
+        short ends with UNAVAILABLE (ErrorInfo metadata `events_relayed` says how many
+        events arrived), and a stream silent for longer than the gateway's idle limit
+        ends with DEADLINE_EXCEEDED. Cancelling the call closes the upstream stream and
+        cancels the run upstream.
         """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -399,6 +399,28 @@ class CancelExecutionRequest(_message.Message):
 Global___CancelExecutionRequest: _TypeAlias = CancelExecutionRequest  # noqa: Y015
 
 @_typing.final
+class WatchExecutionRequest(_message.Message):
+    """Request of ExecutionService.WatchExecution."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The execution to watch. Bound to the path."""
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchExecutionRequest: _TypeAlias = WatchExecutionRequest  # noqa: Y015
+
+@_typing.final
 class GetExecutionLogsRequest(_message.Message):
     """Request of ExecutionService.GetExecutionLogs. limit and offset become query
     parameters.

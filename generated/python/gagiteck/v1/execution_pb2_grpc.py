@@ -65,6 +65,11 @@ class ExecutionServiceStub(object):
                 request_serializer=gagiteck_dot_v1_dot_execution__pb2.GetExecutionLogsRequest.SerializeToString,
                 response_deserializer=gagiteck_dot_v1_dot_execution__pb2.GetExecutionLogsResponse.FromString,
                 _registered_method=True)
+        self.WatchExecution = channel.unary_stream(
+                '/gagiteck.v1.ExecutionService/WatchExecution',
+                request_serializer=gagiteck_dot_v1_dot_execution__pb2.WatchExecutionRequest.SerializeToString,
+                response_deserializer=gagiteck_dot_v1_dot_execution__pb2.Execution.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer(object):
@@ -126,6 +131,23 @@ class ExecutionServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchExecution(self, request, context):
+        """Streams an execution as it changes: its current state at once, then every new
+        state (status, step results as they complete) until it is completed, failed or
+        cancelled, after which the stream ends OK. States that did not change are never
+        sent twice.
+
+        REST: `GET /v1/executions/{execution_id}`, polled by the gateway (one poller per
+        execution and credential, however many callers watch it; fast at first, slower
+        while nothing changes, woken at once by the upstream's `execution.*` webhooks when
+        the gateway receives them).
+        Errors: NOT_FOUND when execution_id names no execution; UNAVAILABLE when the REST
+        API stays unreachable; DEADLINE_EXCEEDED when the call's deadline passes first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -148,6 +170,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.GetExecutionLogs,
                     request_deserializer=gagiteck_dot_v1_dot_execution__pb2.GetExecutionLogsRequest.FromString,
                     response_serializer=gagiteck_dot_v1_dot_execution__pb2.GetExecutionLogsResponse.SerializeToString,
+            ),
+            'WatchExecution': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchExecution,
+                    request_deserializer=gagiteck_dot_v1_dot_execution__pb2.WatchExecutionRequest.FromString,
+                    response_serializer=gagiteck_dot_v1_dot_execution__pb2.Execution.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -269,6 +296,33 @@ class ExecutionService(object):
             '/gagiteck.v1.ExecutionService/GetExecutionLogs',
             gagiteck_dot_v1_dot_execution__pb2.GetExecutionLogsRequest.SerializeToString,
             gagiteck_dot_v1_dot_execution__pb2.GetExecutionLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gagiteck.v1.ExecutionService/WatchExecution',
+            gagiteck_dot_v1_dot_execution__pb2.WatchExecutionRequest.SerializeToString,
+            gagiteck_dot_v1_dot_execution__pb2.Execution.FromString,
             options,
             channel_credentials,
             insecure,

@@ -73,6 +73,19 @@ class ExecutionServiceStub:
     Errors: NOT_FOUND when execution_id names no execution; INVALID_ARGUMENT when
     execution_id is malformed, limit is outside 1..100 or offset is negative.
     """
+    WatchExecution: _grpc.UnaryStreamMultiCallable[_execution_pb2.WatchExecutionRequest, _execution_pb2.Execution]
+    """Streams an execution as it changes: its current state at once, then every new
+    state (status, step results as they complete) until it is completed, failed or
+    cancelled, after which the stream ends OK. States that did not change are never
+    sent twice.
+
+    REST: `GET /v1/executions/{execution_id}`, polled by the gateway (one poller per
+    execution and credential, however many callers watch it; fast at first, slower
+    while nothing changes, woken at once by the upstream's `execution.*` webhooks when
+    the gateway receives them).
+    Errors: NOT_FOUND when execution_id names no execution; UNAVAILABLE when the REST
+    API stays unreachable; DEADLINE_EXCEEDED when the call's deadline passes first.
+    """
 
 @_typing.type_check_only
 class ExecutionServiceAsyncStub(ExecutionServiceStub):
@@ -118,6 +131,19 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     REST: `GET /v1/executions/{execution_id}/logs?limit=&offset=`.
     Errors: NOT_FOUND when execution_id names no execution; INVALID_ARGUMENT when
     execution_id is malformed, limit is outside 1..100 or offset is negative.
+    """
+    WatchExecution: _aio.UnaryStreamMultiCallable[_execution_pb2.WatchExecutionRequest, _execution_pb2.Execution]  # type: ignore[assignment]
+    """Streams an execution as it changes: its current state at once, then every new
+    state (status, step results as they complete) until it is completed, failed or
+    cancelled, after which the stream ends OK. States that did not change are never
+    sent twice.
+
+    REST: `GET /v1/executions/{execution_id}`, polled by the gateway (one poller per
+    execution and credential, however many callers watch it; fast at first, slower
+    while nothing changes, woken at once by the upstream's `execution.*` webhooks when
+    the gateway receives them).
+    Errors: NOT_FOUND when execution_id names no execution; UNAVAILABLE when the REST
+    API stays unreachable; DEADLINE_EXCEEDED when the call's deadline passes first.
     """
 
 class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -185,6 +211,25 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         REST: `GET /v1/executions/{execution_id}/logs?limit=&offset=`.
         Errors: NOT_FOUND when execution_id names no execution; INVALID_ARGUMENT when
         execution_id is malformed, limit is outside 1..100 or offset is negative.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchExecution(
+        self,
+        request: _execution_pb2.WatchExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_execution_pb2.Execution], _abc.AsyncIterator[_execution_pb2.Execution]]:
+        """Streams an execution as it changes: its current state at once, then every new
+        state (status, step results as they complete) until it is completed, failed or
+        cancelled, after which the stream ends OK. States that did not change are never
+        sent twice.
+
+        REST: `GET /v1/executions/{execution_id}`, polled by the gateway (one poller per
+        execution and credential, however many callers watch it; fast at first, slower
+        while nothing changes, woken at once by the upstream's `execution.*` webhooks when
+        the gateway receives them).
+        Errors: NOT_FOUND when execution_id names no execution; UNAVAILABLE when the REST
+        API stays unreachable; DEADLINE_EXCEEDED when the call's deadline passes first.
         """
 
 def add_ExecutionServiceServicer_to_server(servicer: ExecutionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
