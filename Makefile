@@ -77,6 +77,10 @@ generate-go: $(STAMP) ## Regenerate the Go stubs module in generated/go
 .PHONY: check-generated-go
 check-generated-go: $(STAMP) ## Fail when the committed Go stubs are stale
 	bash tools/generate_go.sh --check
+
+.PHONY: interop-go
+interop-go: $(STAMP) ## Run the Go interop client (and grpcurl, grpc-health-probe) against a gateway started by the harness
+	$(PY) tests/interop/harness.py go
 # ---- end Go stubs ---------------------------------------------------------------------
 
 # ---------------------------------------------------------------- Java (issue 6) begin

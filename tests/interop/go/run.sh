@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The Go interop run against a running gateway (embedded emulator, open mode):
+#
+#     tests/interop/go/run.sh HOST:PORT
+#
+# 1. builds the Go client (this module, with generated/go through its `replace`) once into
+#    build/go/interop-client — go's build and module caches make a warm rebuild a no-op —
+#    while tools.sh installs grpcurl and grpc-health-probe at pinned versions into
+#    build/go/bin in the background (skipped when already there);
+#    With the build tag `streaming` when generated/go has StreamAgentRun and WatchExecution;
+# 2. runs it: one `PASS name` / `FAIL name: why` line per check, then `N passed, N failed`;
+# 3. checks reflection, a JSON call and the health service with grpcurl and
+#    grpc-health-probe, then `tools: N passed, N failed`.
+# Exits 1 when any check of either part failed. tests/interop/harness.py starts the
+# gateway and calls this script: `.venv/bin/python tests/interop/harness.py go`.
+set -uo pipefail
+
+if [[ $# -ne 1 ]]; then
+    echo "usage: $0 HOST:PORT" >&2
+    exit 2
+fi
+TARGET=$1
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../../.." && pwd)"
+OUT="$ROOT/build/go"
+export GOFLAGS="${GOFLAGS:--mod=mod}"
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+
+command -v go >/dev/null || { echo "run.sh: go is not on PATH (Go 1.26 is needed)" >&2; exit 1; }
+mkdir -p "$OUT"
+
+# grpcurl and grpc-health-probe build in the background meanwhile (only the first time).
+tools_log="$(mktemp)"
+trap 'rm -f "$tools_log"' EXIT
+"$HERE/tools.sh" >"$tools_log" 2>&1 &
+tools_pid=$!
+
+# ---- 1. build ---------------------------------------------------------------------------
+# The streaming checks (streaming_checks.go) need stubs that have the streaming RPCs.
+tags=""
+stubs="$ROOT/generated/go/gagiteck/v1"
+if grep -qs 'StreamAgentRun(ctx' "$stubs/agent_grpc.pb.go" &&
+    grep -qs 'WatchExecution(ctx' "$stubs/execution_grpc.pb.go"; then
+    tags="streaming"
+else
+    echo "run.sh: generated/go has no StreamAgentRun/WatchExecution: streaming checks left out" >&2
+fi
+if ! (cd "$HERE" && go build -trimpath -tags "$tags" -o "$OUT/interop-client" .); then
+    echo "run.sh: building the Go interop client failed" >&2
+    echo "0 passed, 1 failed"
+    wait "$tools_pid"
+    exit 1
+fi
+
+# ---- 2. the Go client -------------------------------------------------------------------
+"$OUT/interop-client" "$TARGET"
+client_rc=$?
+
+# ---- 3. ecosystem tools -----------------------------------------------------------------
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "PASS $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
+one_line() { tr '\n' ' ' <<<"$1" | cut -c1-300; }
+
+if wait "$tools_pid"; then
+    head -n -1 "$tools_log" >&2
+    BIN="$(tail -n 1 "$tools_log")"
+    # Reflection: the services are listed.
+    if out="$("$BIN/grpcurl" -plaintext -connect-timeout 5 -max-time 10 "$TARGET" list 2>&1)"; then
+        if grep -qx 'gagiteck.v1.AgentService' <<<"$out"; then
+            pass tools.grpcurl_list
+        else
+            fail tools.grpcurl_list "gagiteck.v1.AgentService not listed: $(one_line "$out")"
+        fi
+    else
+        fail tools.grpcurl_list "grpcurl list failed: $(one_line "$out")"
+    fi
+
+    # A call with a JSON body, described through reflection; the answer is JSON with an id.
+    if out="$("$BIN/grpcurl" -plaintext -connect-timeout 5 -max-time 10 -H "x-request-id: go-interop-grpcurl-$$" \
+        -d '{"agent":{"name":"x"}}' "$TARGET" gagiteck.v1.AgentService/CreateAgent 2>&1)"; then
+        if grep -Eq '^  "id": "[^"]+"' <<<"$out" && grep -Eq '^  "name": "x"' <<<"$out"; then
+            pass tools.grpcurl_create_agent
+        else
+            fail tools.grpcurl_create_agent "no top-level id (and name x) in: $(one_line "$out")"
+        fi
+    else
+        fail tools.grpcurl_create_agent "grpcurl CreateAgent failed: $(one_line "$out")"
+    fi
+
+    # grpc.health.v1: the gateway reports SERVING.
+    if out="$("$BIN/grpc-health-probe" -addr "$TARGET" -connect-timeout 5s -rpc-timeout 5s 2>&1)"; then
+        if grep -q 'SERVING' <<<"$out" && ! grep -q 'NOT_SERVING' <<<"$out"; then
+            pass tools.health_probe_serving
+        else
+            fail tools.health_probe_serving "unexpected answer: $(one_line "$out")"
+        fi
+    else
+        fail tools.health_probe_serving "grpc-health-probe failed: $(one_line "$out")"
+    fi
+else
+    sed 's/^/  tools.sh: /' "$tools_log" | tail -20
+    fail tools.install "tools.sh could not install grpcurl and grpc-health-probe"
+fi
+echo "tools: $passed passed, $failed failed"
+
+if [[ $client_rc -ne 0 || $failed -ne 0 ]]; then
+    exit 1
+fi
+exit 0
