@@ -53,6 +53,10 @@ class GatewayConfig:
     stream_cancel_upstream: bool = True
     watch_min_interval: float = 0.25
     watch_max_interval: float = 5.0
+    watch_safety_interval: float = 30.0
+    admin_listen: HostPort | None = HostPort("127.0.0.1", 9464)
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_tolerance: float = 300.0
     log_level: str = "info"
     log_format: str = "json"
 
@@ -97,6 +101,12 @@ def parse_url(text: str) -> str:
     if parts.username or parts.password:
         raise ValueError("credentials do not belong in the URL; use GATEWAY_UPSTREAM_API_KEY")
     return text.strip().rstrip("/")
+
+
+def _optional_host_port(text: str) -> HostPort | None:
+    if text.strip().lower() in ("off", "none", "disabled"):
+        return None
+    return parse_host_port(text)
 
 
 def _positive_int(text: str) -> int:
@@ -284,6 +294,8 @@ def _cross_checks(config: GatewayConfig) -> list[str]:
         )
     if config.watch_min_interval > config.watch_max_interval:
         problems.append("GATEWAY_WATCH_MIN_INTERVAL must not exceed GATEWAY_WATCH_MAX_INTERVAL")
+    if config.webhook_secret and config.admin_listen is None:
+        problems.append("GATEWAY_WEBHOOK_SECRET needs the admin port: set GATEWAY_ADMIN_LISTEN")
     if config.max_message_bytes < 1024:
         problems.append("GATEWAY_MAX_MESSAGE_BYTES must be at least 1024")
     return problems

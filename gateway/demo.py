@@ -43,7 +43,7 @@ async def _target(target: str | None) -> AsyncIterator[str]:
     from gateway.cli import upstream_for
     from gateway.server import Gateway
 
-    config = GatewayConfig(listen=HostPort("127.0.0.1", 0))
+    config = GatewayConfig(listen=HostPort("127.0.0.1", 0), admin_listen=None)
     async with upstream_for(config) as upstream_url:
         gateway = Gateway(config, upstream_url)
         port = await gateway.start()

@@ -29,6 +29,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from gateway.admin import AdminServer
 from gateway.auth import CredentialPolicy
 from gateway.codec import CodecRegistry
 from gateway.config import GatewayConfig
@@ -39,6 +40,7 @@ from gateway.streaming import SseRelay, StreamSettings
 from gateway.transcoder import Transcoder
 from gateway.upstream import Upstream, UpstreamSettings
 from gateway.watch import WatchHub, WatchSettings
+from gateway.webhooks import WebhookVerifier
 
 log = logging.getLogger("gateway.server")
 
@@ -138,11 +140,31 @@ class Gateway:
                 max_event_bytes=config.max_message_bytes,
             ),
         )
+        # With webhooks waking the watchers, polling backs off to a safety net.
         self.watches = WatchHub(
             self.transcoder,
             WatchSettings(
-                min_interval=config.watch_min_interval, max_interval=config.watch_max_interval
+                min_interval=config.watch_min_interval,
+                max_interval=(
+                    config.watch_safety_interval
+                    if config.webhook_secret
+                    else config.watch_max_interval
+                ),
             ),
+        )
+        self.admin = (
+            AdminServer(
+                config.admin_listen,
+                ready=lambda: self.state is State.SERVING,
+                watches=self.watches,
+                verifier=(
+                    WebhookVerifier(config.webhook_secret, config.webhook_tolerance)
+                    if config.webhook_secret
+                    else None
+                ),
+            )
+            if config.admin_listen is not None
+            else None
         )
         self.health = health.aio.HealthServicer()
         self.state = State.NEW
@@ -172,6 +194,8 @@ class Gateway:
             raise OSError(f"cannot listen on {self.config.listen}")
         await server.start()
         self._server = server
+        if self.admin is not None:
+            await self.admin.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.state = State.SERVING
         log.info(
@@ -200,6 +224,8 @@ class Gateway:
             await self._server.stop(grace)
         await self.watches.close()
         await self.relay.close()
+        if self.admin is not None:
+            await self.admin.close()
         await self.upstream.close()
         await self.stream_upstream.close()
         self.state = State.CLOSED

@@ -29,6 +29,7 @@ async def serving_gateway(
     services: list[ServiceDescriptor] | None = None,
     **settings: Any,
 ) -> AsyncIterator[RunningGateway]:
+    settings.setdefault("admin_listen", None)
     config = GatewayConfig(listen=HostPort("127.0.0.1", 0), **settings)
     gateway = Gateway(config, upstream_url, services)
     port = await gateway.start()

@@ -49,7 +49,12 @@ def wait_serving(target: str, deadline: float) -> None:
 def main(argv: list[str]) -> int:
     clients = argv or list(CLIENTS)
     target = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "GATEWAY_LISTEN": target, "GATEWAY_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "GATEWAY_LISTEN": target,
+        "GATEWAY_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
+        "GATEWAY_LOG_LEVEL": "warning",
+    }
     env.pop("GATEWAY_UPSTREAM_URL", None)
     gateway = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
