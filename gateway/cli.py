@@ -113,7 +113,9 @@ async def upstream_for(config: GatewayConfig) -> AsyncIterator[str]:
         return
     from gateway.emulator import EmulatorConfig, running_emulator
 
-    async with running_emulator(EmulatorConfig(open_mode=True), "127.0.0.1", 0) as emulator:
+    # Paced so that a person watching sees runs stream and executions advance.
+    paced = EmulatorConfig(open_mode=True, stream_delay_seconds=0.03, step_delay_seconds=0.4)
+    async with running_emulator(paced, "127.0.0.1", 0) as emulator:
         yield emulator.url
 
 

@@ -1,17 +1,16 @@
 """``gagiteck-gateway demo``: a sample client that walks through the API over gRPC.
 
-It creates an agent, runs it, builds a two-step workflow, triggers it and follows the
-execution to its end. Without ``--target`` it starts a gateway and the emulator in this
-process first, so the demo works with nothing else running.
+It creates an agent, streams a run of it token by token, builds a two-step workflow,
+triggers it and watches the execution advance step by step to its end. Without
+``--target`` it starts a gateway and the emulator in this process first, so the demo
+works with nothing else running.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator
-from typing import Final
 
 import grpc
 from gagiteck.v1 import (
@@ -25,14 +24,6 @@ from gagiteck.v1 import (
 from google.protobuf import struct_pb2
 
 from gateway.config import GatewayConfig, HostPort
-
-TERMINAL: Final = frozenset(
-    {
-        execution_pb2.EXECUTION_STATUS_COMPLETED,
-        execution_pb2.EXECUTION_STATUS_FAILED,
-        execution_pb2.EXECUTION_STATUS_CANCELLED,
-    }
-)
 
 
 @contextlib.asynccontextmanager
@@ -94,15 +85,22 @@ async def _walk_through(
     )
     _say(f"1. created agent {agent.id} ({agent.name})")
 
-    run = await agents.RunAgent(
-        agent_pb2.RunAgentRequest(agent_id=agent.id, message="What is 12 * (3 + 4)?"),
+    _say("2. streaming a run, token by token:")
+    print("   ", end="", flush=True)
+    async for event in agents.StreamAgentRun(
+        agent_pb2.StreamAgentRunRequest(agent_id=agent.id, message="What is 12 * (3 + 4)?"),
         metadata=metadata,
-        timeout=30,
-    )
-    _say(f"2. ran it: {run.content}")
-    for call in run.tool_calls:
-        _say(f"   tool {call.name} → {call.result}")
-    _say(f"   usage: {run.usage.input_tokens} in, {run.usage.output_tokens} out")
+        timeout=60,
+    ):
+        kind = event.WhichOneof("event")
+        if kind == "content_delta":
+            print(event.content_delta.delta, end="", flush=True)
+        elif kind == "tool_call":
+            call = event.tool_call
+            print(f"[tool {call.name} → {_value(call.result)}] ", end="", flush=True)
+        elif kind == "usage":
+            usage = event.usage
+            print(f"\n   usage: {usage.input_tokens} in, {usage.output_tokens} out", flush=True)
 
     steps = [
         workflow_pb2.WorkflowStep(
@@ -135,22 +133,30 @@ async def _walk_through(
         timeout=10,
     )
     _say(f"4. triggered execution {execution.id}: {_status_name(execution.status)}")
-    seen_steps = 0
-    for _ in range(600):
-        execution = await executions.GetExecution(
-            execution_pb2.GetExecutionRequest(execution_id=execution.id),
-            metadata=metadata,
-            timeout=10,
-        )
-        for step in execution.step_results[seen_steps:]:
-            _say(f"   step {step.step_id}: {_status_name(step.status)}")
-        seen_steps = len(execution.step_results)
-        if execution.status in TERMINAL:
-            break
-        await asyncio.sleep(0.1)
+    watch = executions.WatchExecution(
+        execution_pb2.WatchExecutionRequest(execution_id=execution.id),
+        metadata=metadata,
+        timeout=120,
+    )
+    reported = 0
+    async for state in watch:
+        for step in state.step_results[reported:]:
+            _say(f"   step {step.step_id}: {_status_name(step.status)} → {_value(step.output)}")
+        reported = len(state.step_results)
+        execution = state
     _say(f"5. execution {execution.id} ended {_status_name(execution.status)}")
     if execution.error:
         _say(f"   error: {execution.error}")
+
+
+def _value(value: struct_pb2.Value) -> str:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        text = value.string_value
+        return text if len(text) <= 60 else text[:57] + "..."
+    if kind == "number_value":
+        return f"{value.number_value:g}"
+    return kind or "null"
 
 
 def _struct(value: dict[str, str]) -> struct_pb2.Struct:
