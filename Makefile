@@ -61,6 +61,14 @@ fmt: $(STAMP) ## Format the Python sources
 typecheck: $(STAMP) ## mypy (strict for gateway/)
 	$(VENV)/bin/mypy
 
+.PHONY: interop
+interop: $(STAMP) ## Go and Java clients (plus grpcurl, grpc-health-probe) against a real gateway
+	$(PY) tests/interop/harness.py go java
+
+.PHONY: buf-breaking
+buf-breaking: $(STAMP) $(BUF) ## Fail when the contract breaks callers compared with the previous commit
+	$(PY) tools/generate.py buf-breaking HEAD~1
+
 .PHONY: ci
 ci: ## What CI runs
 	bash .ci/run

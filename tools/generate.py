@@ -4,6 +4,8 @@
     python tools/generate.py python --check    fail when the committed stubs are stale
     python tools/generate.py buf-lint          run `buf lint` on protos/
     python tools/generate.py descriptor-set OUT  write a FileDescriptorSet of protos/ (with imports)
+    python tools/generate.py buf-breaking [REV]  `buf breaking` of protos/ against git REV
+                                                 (default HEAD~1; skipped if REV has no protos)
 
 The google/api and google/rpc protos come from the installed googleapis-common-protos
 package, and the well-known types from grpcio-tools; nothing third-party is copied into
@@ -126,9 +128,70 @@ def buf(*args: str) -> int:
     return subprocess.call([str(BUF), *args], cwd=ROOT)
 
 
-def write_descriptor_set(out: Path) -> None:
-    files = [str(p.relative_to(PROTOS)) for p in proto_files()]
-    _protoc([f"--descriptor_set_out={out}", "--include_imports", "--include_source_info", *files])
+def write_descriptor_set(out: Path, root: Path = PROTOS) -> None:
+    files = [str(p.relative_to(root)) for p in proto_files(root)]
+    includes = [root, *include_paths()[1:]]
+    from grpc_tools import protoc
+
+    argv = [
+        "grpc_tools.protoc",
+        *(f"-I{p}" for p in includes),
+        f"--descriptor_set_out={out}",
+        "--include_imports",
+        *files,
+    ]
+    if protoc.main(argv) != 0:
+        raise SystemExit(f"protoc failed on {root}")
+
+
+def breaking_between(old_root: Path, new_root: Path) -> int:
+    """``buf breaking`` (rules from buf.yaml) of the protos under new_root against old_root."""
+    if not BUF.exists():
+        raise SystemExit("buf is not installed: run `npm install` (make lint does it)")
+    with tempfile.TemporaryDirectory() as tmp:
+        old_image, new_image = Path(tmp) / "old.binpb", Path(tmp) / "new.binpb"
+        write_descriptor_set(old_image, old_root)
+        write_descriptor_set(new_image, new_root)
+        rules = (ROOT / "buf.yaml").read_text().split("breaking:", 1)[1]
+        return subprocess.call(
+            [
+                str(BUF),
+                "breaking",
+                str(new_image),
+                "--against",
+                str(old_image),
+                "--config",
+                "version: v2\nbreaking:" + rules,
+            ],
+            cwd=ROOT,
+        )
+
+
+def buf_breaking(rev: str) -> int:
+    """Compare the working tree's contract with ``rev``'s, as images built by protoc.
+
+    buf reads both sides as FileDescriptorSets, so neither needs the google/api module
+    that buf would otherwise fetch from the network.
+    """
+    listed = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", rev, "--", "protos/gagiteck"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if listed.returncode != 0 or not listed.stdout.strip():
+        print(f"buf breaking: {rev} has no protos to compare with; skipped")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        old_root = Path(tmp) / "old"
+        old_root.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", rev, "protos"], cwd=ROOT, capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(old_root)], input=archive.stdout, check=True)
+        result = breaking_between(old_root / "protos", PROTOS)
+    print(f"buf breaking against {rev}: {'ok' if result == 0 else 'BREAKING CHANGES'}")
+    return result
 
 
 def main(argv: list[str]) -> int:
@@ -144,8 +207,10 @@ def main(argv: list[str]) -> int:
             return check_python()
         case ["buf-lint"]:
             return buf("lint")
-        case ["buf-breaking", against]:
-            return buf("breaking", "--against", against)
+        case ["buf-breaking"]:
+            return buf_breaking("HEAD~1")
+        case ["buf-breaking", rev]:
+            return buf_breaking(rev)
         case ["descriptor-set", out]:
             write_descriptor_set(Path(out))
             return 0
