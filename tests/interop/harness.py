@@ -10,6 +10,7 @@ prints its own ``N passed, N failed`` line; the harness exits non-zero if any fa
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -46,6 +47,23 @@ def wait_serving(target: str, deadline: float) -> None:
             time.sleep(0.1)
 
 
+PROBE = ROOT / "build" / "go" / "bin" / "grpc-health-probe"
+NOT_SERVING_EXIT = 4  # grpc-health-probe's exit status for a NOT_SERVING answer
+
+
+def probe_drain(gateway: subprocess.Popen[bytes], target: str) -> bool:
+    """SIGTERM the gateway; during its shutdown delay the probe must say NOT_SERVING."""
+    gateway.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    probe = subprocess.run(
+        [str(PROBE), "-addr", target], capture_output=True, text=True, check=False
+    )
+    ok = probe.returncode == NOT_SERVING_EXIT and "NOT_SERVING" in probe.stdout + probe.stderr
+    print(f"{'PASS' if ok else 'FAIL'} tools.health_probe_not_serving_while_draining")
+    print(f"shutdown: {int(ok)} passed, {int(not ok)} failed", flush=True)
+    return ok
+
+
 def main(argv: list[str]) -> int:
     clients = argv or list(CLIENTS)
     target = f"127.0.0.1:{free_port()}"
@@ -54,6 +72,7 @@ def main(argv: list[str]) -> int:
         "GATEWAY_LISTEN": target,
         "GATEWAY_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
         "GATEWAY_LOG_LEVEL": "warning",
+        "GATEWAY_SHUTDOWN_DELAY": "3",
     }
     env.pop("GATEWAY_UPSTREAM_URL", None)
     gateway = subprocess.Popen(
@@ -67,6 +86,8 @@ def main(argv: list[str]) -> int:
             code = subprocess.call(["bash", str(HERE / client / "run.sh"), target])
             if code != 0:
                 failed.append(client)
+        if PROBE.exists() and not probe_drain(gateway, target):
+            failed.append("shutdown probe")
     finally:
         gateway.terminate()
         try:
