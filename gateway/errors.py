@@ -376,9 +376,16 @@ def retry_delay(headers: Mapping[str, str], now: float | None = None) -> float |
     return None
 
 
+_EXISTS_WORDS: Final = ("exist", "duplicate", "already registered", "already a member")
+
+
 def _says_exists(code: str, detail: str) -> bool:
+    """Whether a 409 means "it is already there" (ALREADY_EXISTS) rather than a state clash.
+
+    A conflict about state ("already completed", "still in progress") is ABORTED.
+    """
     text = f"{code} {detail}".lower()
-    return "exist" in text or "duplicate" in text or "already" in text
+    return any(word in text for word in _EXISTS_WORDS)
 
 
 def _parse_error_body(body: bytes, content_type: str) -> tuple[str, str, list[FieldViolation]]:

@@ -90,7 +90,7 @@ FASTAPI_422 = (
         ),
         (
             409,
-            b'{"detail": "execution finished", "code": "CONFLICT"}',
+            b'{"detail": "Execution exec_1 is already completed", "code": "CONFLICT"}',
             grpc.StatusCode.ABORTED,
             "CONFLICT",
         ),

@@ -2,6 +2,8 @@ package com.gagiteck.interop;
 
 import com.gagiteck.v1.Agent;
 import com.gagiteck.v1.AgentConfig;
+import com.gagiteck.v1.AgentRun;
+import com.gagiteck.v1.AgentRunEvent;
 import com.gagiteck.v1.AgentServiceGrpc;
 import com.gagiteck.v1.AgentStatus;
 import com.gagiteck.v1.AuthServiceGrpc;
@@ -12,18 +14,25 @@ import com.gagiteck.v1.DeleteWorkflowRequest;
 import com.gagiteck.v1.Execution;
 import com.gagiteck.v1.ExecutionServiceGrpc;
 import com.gagiteck.v1.ExecutionStatus;
+import com.gagiteck.v1.ExecutionType;
 import com.gagiteck.v1.GetAgentRequest;
 import com.gagiteck.v1.GetCurrentUserRequest;
 import com.gagiteck.v1.GetExecutionRequest;
 import com.gagiteck.v1.ListAgentsRequest;
 import com.gagiteck.v1.ListAgentsResponse;
+import com.gagiteck.v1.ListExecutionsRequest;
+import com.gagiteck.v1.RunStarted;
 import com.gagiteck.v1.LoginRequest;
 import com.gagiteck.v1.LoginResponse;
 import com.gagiteck.v1.SignUpRequest;
 import com.gagiteck.v1.StepResult;
+import com.gagiteck.v1.StreamAgentRunRequest;
+import com.gagiteck.v1.TokenUsage;
+import com.gagiteck.v1.ToolCall;
 import com.gagiteck.v1.TriggerWorkflowRequest;
 import com.gagiteck.v1.UpdateAgentRequest;
 import com.gagiteck.v1.User;
+import com.gagiteck.v1.WatchExecutionRequest;
 import com.gagiteck.v1.Workflow;
 import com.gagiteck.v1.WorkflowServiceGrpc;
 import com.gagiteck.v1.WorkflowStep;
@@ -48,12 +57,20 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.protobuf.StatusProto;
 import io.grpc.stub.AbstractStub;
+import io.grpc.stub.ClientCallStreamObserver;
+import io.grpc.stub.ClientResponseObserver;
 import io.grpc.stub.MetadataUtils;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.EnumSet;
+import java.util.HashSet;
+import java.util.Iterator;
 import java.util.List;
+import java.util.Set;
 import java.util.UUID;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 
 /**
@@ -159,6 +176,9 @@ public final class InteropClient {
     check("deadline.exceeded", this::deadlineExceeded);
     check("metadata.request_id_in_trailers", this::requestIdEchoed);
     check("metadata.request_id_in_request_info", this::requestIdOnError);
+    check("stream.agent_run_to_end", this::streamAgentRunToEnd);
+    check("stream.agent_run_cancel", this::streamAgentRunCancel);
+    check("stream.watch_execution_to_terminal", this::watchExecutionToTerminal);
     System.out.println(passed + " passed, " + failed + " failed");
     System.out.flush();
     return failed;
@@ -202,6 +222,10 @@ public final class InteropClient {
 
   ExecutionServiceGrpc.ExecutionServiceBlockingStub executions() {
     return prepared(ExecutionServiceGrpc.newBlockingStub(channel));
+  }
+
+  AgentServiceGrpc.AgentServiceStub agentsAsync() {
+    return prepared(AgentServiceGrpc.newStub(channel));
   }
 
   AuthServiceGrpc.AuthServiceBlockingStub auth() {
@@ -515,6 +539,338 @@ public final class InteropClient {
     Metadata trailers = Status.trailersFromThrowable(e);
     String echoed = trailers == null ? null : trailers.get(REQUEST_ID);
     expect(requestId.equals(echoed), "trailer x-request-id " + echoed + ", want " + requestId);
+  }
+
+  // ------------------------------------------------------------------ streaming checks
+
+  /** An agent for one streaming check; deleted by {@link #deleteQuietly(Agent)}. */
+  Agent streamAgent(String role, String... tools) {
+    Agent.Builder draft =
+        Agent.newBuilder()
+            .setName("java-interop-stream-" + role + "-" + run)
+            .setSystemPrompt("Answer briefly.");
+    for (String tool : tools) {
+      draft.addTools(tool);
+    }
+    Agent agent = agents().createAgent(CreateAgentRequest.newBuilder().setAgent(draft).build());
+    expect(!agent.getId().isEmpty(), "CreateAgent for the stream returned no id");
+    return agent;
+  }
+
+  void deleteQuietly(Agent agent) {
+    try {
+      agents().deleteAgent(DeleteAgentRequest.newBuilder().setAgentId(agent.getId()).build());
+    } catch (StatusRuntimeException ignored) {
+      // cleanup only
+    }
+  }
+
+  void streamAgentRunToEnd() {
+    Agent agent = streamAgent("run", "calculator");
+    try {
+      List<AgentRunEvent> events = new ArrayList<>();
+      Iterator<AgentRunEvent> stream =
+          agents()
+              .streamAgentRun(
+                  StreamAgentRunRequest.newBuilder()
+                      .setAgentId(agent.getId())
+                      .setMessage("What is 12 * 7? Then tell me about streams in Java.")
+                      .setContext(struct("suite", "interop-java"))
+                      .build());
+      try {
+        // hasNext() throws the call's status if it ends other than OK.
+        while (stream.hasNext()) {
+          events.add(stream.next());
+        }
+      } catch (StatusRuntimeException e) {
+        throw new CheckFailed("the stream ended " + describe(e) + " after " + events.size() + " events");
+      }
+      int n = events.size();
+      expect(n >= 4, n + " events, want run_started, content deltas, usage and run_completed");
+
+      AgentRunEvent first = events.get(0);
+      expect(first.hasRunStarted(), "first event " + compact(first.toString()) + ", want run_started");
+      RunStarted started = first.getRunStarted();
+      expect(!started.getRunId().isEmpty(), "run_started has no run_id");
+      expect(
+          agent.getId().equals(started.getAgentId()),
+          "run_started.agent_id " + started.getAgentId() + ", want " + agent.getId());
+
+      AgentRunEvent last = events.get(n - 1);
+      expect(last.hasRunCompleted(), "last event " + compact(last.toString()) + ", want run_completed");
+      AgentRun done = last.getRunCompleted();
+      AgentRunEvent beforeLast = events.get(n - 2);
+      expect(
+          beforeLast.hasUsage(),
+          "event before run_completed " + compact(beforeLast.toString()) + ", want usage");
+
+      StringBuilder text = new StringBuilder();
+      List<ToolCall> calls = new ArrayList<>();
+      Set<String> ids = new HashSet<>();
+      long previousId = Long.MIN_VALUE;
+      boolean numericIds = true;
+      int deltas = 0;
+      for (int i = 0; i < n; i++) {
+        AgentRunEvent ev = events.get(i);
+        String id = ev.getEventId();
+        expect(!id.isEmpty() && ids.add(id), "event " + i + " has an empty or repeated event_id '" + id + "'");
+        if (numericIds) {
+          try {
+            long value = Long.parseLong(id);
+            expect(value > previousId, "event_id " + id + " after " + previousId + " does not increase");
+            previousId = value;
+          } catch (NumberFormatException notNumeric) {
+            numericIds = false;
+          }
+        }
+        AgentRunEvent.EventCase kind = ev.getEventCase();
+        expect(kind != AgentRunEvent.EventCase.EVENT_NOT_SET, "event " + i + " has no member set");
+        expect(kind != AgentRunEvent.EventCase.ERROR, "event " + i + " is an error event: " + compact(ev.toString()));
+        if (i > 0 && i < n - 2) {
+          expect(
+              kind == AgentRunEvent.EventCase.TOOL_CALL || kind == AgentRunEvent.EventCase.CONTENT_DELTA,
+              "event " + i + " of " + n + " is " + kind + ", want tool_call or content_delta between run_started and usage");
+        }
+        if (kind == AgentRunEvent.EventCase.CONTENT_DELTA) {
+          deltas++;
+          text.append(ev.getContentDelta().getDelta());
+        } else if (kind == AgentRunEvent.EventCase.TOOL_CALL) {
+          calls.add(ev.getToolCall());
+        }
+      }
+      expect(deltas > 0, "no content_delta among " + n + " events");
+      expect(
+          text.toString().equals(done.getContent()),
+          "the deltas concatenate to '" + compact(text.toString()) + "', run_completed.content is '"
+              + compact(done.getContent()) + "'");
+      expect(!done.getContent().isEmpty(), "run_completed.content is empty");
+      expect(
+          started.getRunId().equals(done.getId()),
+          "run_completed.id " + done.getId() + ", run_started.run_id " + started.getRunId());
+      expect(
+          agent.getId().equals(done.getAgentId()),
+          "run_completed.agent_id " + done.getAgentId() + ", want " + agent.getId());
+      TokenUsage usage = beforeLast.getUsage();
+      expect(usage.getTotalTokens() > 0, "usage " + compact(usage.toString()));
+      expect(
+          usage.equals(done.getUsage()),
+          "usage event " + compact(usage.toString()) + " differs from run_completed.usage "
+              + compact(done.getUsage().toString()));
+      expect(
+          !calls.isEmpty() && "calculator".equals(calls.get(0).getName()),
+          "no calculator tool_call event for '12 * 7': " + calls.size() + " tool calls");
+      expect(
+          calls.equals(done.getToolCallsList()),
+          "tool_call events " + compact(calls.toString()) + " differ from run_completed.tool_calls "
+              + compact(done.getToolCallsList().toString()));
+    } finally {
+      deleteQuietly(agent);
+    }
+  }
+
+  void streamAgentRunCancel() throws InterruptedException {
+    Agent agent = streamAgent("cancel");
+    try {
+      List<String> words = new ArrayList<>();
+      for (int i = 0; i < 200; i++) {
+        words.add("word" + i);
+      }
+      StreamAgentRunRequest request =
+          StreamAgentRunRequest.newBuilder()
+              .setAgentId(agent.getId())
+              .setMessage("Please repeat: " + String.join(" ", words))
+              .build();
+      List<AgentRunEvent> events = Collections.synchronizedList(new ArrayList<>());
+      AtomicReference<Throwable> error = new AtomicReference<>();
+      AtomicLong cancelledAt = new AtomicLong();
+      AtomicLong endedAt = new AtomicLong();
+      CountDownLatch ended = new CountDownLatch(1);
+      agentsAsync()
+          .withDeadlineAfter(30, TimeUnit.SECONDS)
+          .streamAgentRun(
+              request,
+              new ClientResponseObserver<StreamAgentRunRequest, AgentRunEvent>() {
+                private ClientCallStreamObserver<StreamAgentRunRequest> call;
+
+                @Override
+                public void beforeStart(ClientCallStreamObserver<StreamAgentRunRequest> call) {
+                  this.call = call;
+                }
+
+                @Override
+                public void onNext(AgentRunEvent event) {
+                  events.add(event);
+                  if (events.size() == 1) {
+                    cancelledAt.set(System.nanoTime());
+                    call.cancel("interop: cancelled after the first event", null);
+                  }
+                }
+
+                @Override
+                public void onError(Throwable t) {
+                  endedAt.set(System.nanoTime());
+                  error.set(t);
+                  ended.countDown();
+                }
+
+                @Override
+                public void onCompleted() {
+                  endedAt.set(System.nanoTime());
+                  ended.countDown();
+                }
+              });
+      expect(ended.await(20, TimeUnit.SECONDS), "the call did not end within 20 s (" + events.size() + " events)");
+      Throwable t = error.get();
+      expect(!events.isEmpty(), "the call ended before any event: " + t);
+      expect(
+          events.get(0).hasRunStarted(),
+          "first event " + compact(events.get(0).toString()) + ", want run_started");
+      expect(t != null, "the stream ended OK after the cancel (" + events.size() + " events), want CANCELLED");
+      Status status = Status.fromThrowable(t);
+      expect(
+          status.getCode() == Status.Code.CANCELLED,
+          "after the cancel: " + status.getCode() + " (" + status.getDescription() + "), want CANCELLED");
+      long afterCancelMs = TimeUnit.NANOSECONDS.toMillis(endedAt.get() - cancelledAt.get());
+      expect(afterCancelMs < 1_000, "the call ended " + afterCancelMs + " ms after the cancel");
+      synchronized (events) {
+        for (AgentRunEvent ev : events) {
+          expect(!ev.hasRunCompleted(), "the run completed despite the cancel");
+        }
+      }
+      // The gateway closes the upstream stream: the run's execution must end CANCELLED, not
+      // run on to COMPLETED.
+      String runId = events.get(0).getRunStarted().getRunId();
+      Execution execution = null;
+      long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+      while (execution == null || !TERMINAL.contains(execution.getStatus())) {
+        if (System.nanoTime() > until) {
+          throw new CheckFailed(
+              "the agent execution of run " + runId + " is "
+                  + (execution == null ? "not listed" : execution.getStatus().toString())
+                  + " 10 s after the cancel");
+        }
+        Thread.sleep(100);
+        execution = null;
+        for (Execution e :
+            executions().listExecutions(ListExecutionsRequest.newBuilder().setLimit(100).build()).getDataList()) {
+          if (e.getType() == ExecutionType.EXECUTION_TYPE_AGENT && agent.getId().equals(e.getResourceId())) {
+            execution = e;
+          }
+        }
+      }
+      expect(
+          execution.getStatus() == ExecutionStatus.EXECUTION_STATUS_CANCELLED,
+          "the cancelled run's execution ended " + execution.getStatus() + " (" + execution.getError() + ")");
+    } finally {
+      deleteQuietly(agent);
+    }
+  }
+
+  void watchExecutionToTerminal() {
+    String workflowId = null;
+    try {
+      Workflow workflow =
+          workflows()
+              .createWorkflow(
+                  CreateWorkflowRequest.newBuilder()
+                      .setWorkflow(
+                          Workflow.newBuilder()
+                              .setName("java-interop-watch-" + run)
+                              .setDescription("two transforms, watched")
+                              .addSteps(
+                                  WorkflowStep.newBuilder()
+                                      .setId("greet")
+                                      .setType("transform")
+                                      .setName("Greeting")
+                                      .setConfig(struct("template", "Hello {{input.name}}")))
+                              .addSteps(
+                                  WorkflowStep.newBuilder()
+                                      .setId("shout")
+                                      .setType("transform")
+                                      .setName("Again")
+                                      .setConfig(struct("template", "{{greet.output}}, again"))))
+                      .build());
+      workflowId = workflow.getId();
+      expect(workflow.getStepsCount() == 2, "workflow has " + workflow.getStepsCount() + " steps");
+      Execution triggered =
+          workflows()
+              .triggerWorkflow(
+                  TriggerWorkflowRequest.newBuilder()
+                      .setWorkflowId(workflowId)
+                      .setInput(struct("name", "Duke"))
+                      .build());
+      String id = triggered.getId();
+      expect(!id.isEmpty(), "TriggerWorkflow returned no execution id");
+
+      List<Execution> states = new ArrayList<>();
+      Iterator<Execution> stream =
+          executions().watchExecution(WatchExecutionRequest.newBuilder().setExecutionId(id).build());
+      try {
+        while (stream.hasNext()) {
+          Execution state = stream.next();
+          expect(id.equals(state.getId()), "a state of execution " + state.getId() + ", want " + id);
+          ExecutionStatus status = state.getStatus();
+          expect(rank(status) > 0, "state " + states.size() + " has status " + status);
+          if (!states.isEmpty()) {
+            Execution prev = states.get(states.size() - 1);
+            expect(
+                !TERMINAL.contains(prev.getStatus()),
+                "a state (" + status + ") after the terminal " + prev.getStatus());
+            expect(
+                rank(status) >= rank(prev.getStatus()),
+                "status went back from " + prev.getStatus() + " to " + status);
+            expect(
+                !prev.equals(state),
+                "state " + states.size() + " repeats the previous one: " + compact(state.toString()));
+            expect(
+                state.getStepResultsCount() >= prev.getStepResultsCount(),
+                "step_results shrank from " + prev.getStepResultsCount() + " to " + state.getStepResultsCount());
+          }
+          states.add(state);
+        }
+      } catch (StatusRuntimeException e) {
+        throw new CheckFailed("the watch ended " + describe(e) + " after " + states.size() + " states");
+      }
+      expect(!states.isEmpty(), "the watch ended OK without any state");
+      Execution last = states.get(states.size() - 1);
+      expect(
+          last.getStatus() == ExecutionStatus.EXECUTION_STATUS_COMPLETED,
+          "the watch ended OK at " + last.getStatus() + " (" + last.getError() + "), want COMPLETED");
+      expect(last.getStepResultsCount() == 2, "the last state has " + last.getStepResultsCount() + " step results");
+      expect(
+          last.getStepResults(1).getOutput().toString().contains("Hello Duke, again"),
+          "second transform's output " + compact(last.getStepResults(1).getOutput().toString()));
+      expect(last.hasCompletedAt(), "completed_at is not set");
+      Execution fetched =
+          executions().getExecution(GetExecutionRequest.newBuilder().setExecutionId(id).build());
+      expect(
+          fetched.getStatus() == last.getStatus() && fetched.getStepResultsCount() == 2,
+          "GetExecution after the watch: " + fetched.getStatus() + ", " + fetched.getStepResultsCount() + " steps");
+    } finally {
+      if (workflowId != null && !workflowId.isEmpty()) {
+        try {
+          workflows().deleteWorkflow(DeleteWorkflowRequest.newBuilder().setWorkflowId(workflowId).build());
+        } catch (StatusRuntimeException ignored) {
+          // cleanup only
+        }
+      }
+    }
+  }
+
+  /** Order of statuses: pending, running, then a terminal one; 0 for unspecified/unknown. */
+  static int rank(ExecutionStatus status) {
+    switch (status) {
+      case EXECUTION_STATUS_PENDING:
+        return 1;
+      case EXECUTION_STATUS_RUNNING:
+        return 2;
+      case EXECUTION_STATUS_COMPLETED:
+      case EXECUTION_STATUS_FAILED:
+      case EXECUTION_STATUS_CANCELLED:
+        return 3;
+      default:
+        return 0;
+    }
   }
 
   // ------------------------------------------------------------------ helpers
