@@ -344,10 +344,15 @@ async def test_slow_consumer_does_not_make_the_gateway_buffer(
     stream = _scripted_run(gateway, 30)
     first = await anext(stream)
     assert first.HasField("run_started")
-    for _ in range(3):  # one message a second, roughly
+    for _ in range(3):  # a slow reader: one message every half second
         await asyncio.sleep(0.5)
         await anext(stream)
-    stalled_at = script.written
+    previous, stalled_at = -1, script.written
+    for _ in range(20):  # buffers fill, then writes stop: wait for that, at most 10 s
+        if stalled_at == previous:
+            break
+        await asyncio.sleep(0.5)
+        previous, stalled_at = stalled_at, script.written
     await asyncio.sleep(1.0)
     assert script.written == stalled_at, "the upstream kept writing while nobody read"
     # What was written before the stall sits mostly in the kernel's loopback socket

@@ -121,16 +121,31 @@ async def test_a_finished_execution_is_sent_once(stack: Stack) -> None:
 
 @pytest.mark.asyncio
 async def test_hundred_watchers_share_one_poller(stack: Stack) -> None:
-    execution_id = await _trigger(stack)
+    steps = [
+        workflow_pb2.WorkflowStep(id=f"s{i}", type="transform", config=_struct(template="x"))
+        for i in range(12)  # about 1.8 s: time for every watcher to join on a busy machine
+    ]
+    workflow = await stack.workflows.CreateWorkflow(
+        workflow_pb2.CreateWorkflowRequest(workflow=workflow_pb2.Workflow(name="w", steps=steps)),
+        timeout=5,
+    )
+    execution = await stack.workflows.TriggerWorkflow(
+        workflow_pb2.TriggerWorkflowRequest(workflow_id=workflow.id), timeout=5
+    )
+    execution_id = execution.id
     watchers = [asyncio.ensure_future(_watch(stack, execution_id)) for _ in range(100)]
-    await asyncio.sleep(0.1)
     hub = stack.gateway.gateway.watches
+    for _ in range(150):  # until all 100 have joined, at most 1.5 s
+        if hub.pollers and len(hub.pollers[0].watchers) == 100:
+            break
+        await asyncio.sleep(0.01)
     assert len(hub.pollers) == 1
     poller = hub.pollers[0]
+    assert len(poller.watchers) == 100
     results = await asyncio.gather(*watchers)
     assert all(r[-1].status == execution_pb2.EXECUTION_STATUS_COMPLETED for r in results)
     assert _gets(stack.emulator, execution_id) == poller.polls
-    assert poller.polls < 40, f"{poller.polls} polls for a run of about 0.6 s"
+    assert poller.polls < 60, f"{poller.polls} polls for a run of about 1.8 s"
     assert hub.pollers == []
 
 
