@@ -187,15 +187,31 @@ class Gateway:
             ]
         )
         self._register(server)
-        self.port = server.add_insecure_port(str(self.config.listen))
-        if self.port == 0:
+        try:
+            try:
+                self.port = server.add_insecure_port(str(self.config.listen))
+            except RuntimeError:
+                self.port = 0
+            if self.port == 0:
+                raise OSError(
+                    f"cannot listen on {self.config.listen}: the address is in use or not "
+                    "available (set GATEWAY_LISTEN)"
+                )
+            await server.start()
+            self._server = server
+            if self.admin is not None:
+                try:
+                    await self.admin.start()
+                except OSError as exc:
+                    raise OSError(
+                        f"cannot listen on the admin address {self.config.admin_listen}: "
+                        f"{exc.strerror or exc} (set GATEWAY_ADMIN_LISTEN, or 'off')"
+                    ) from exc
+        except BaseException:
+            await server.stop(None)
             await self.upstream.close()
             await self.stream_upstream.close()
-            raise OSError(f"cannot listen on {self.config.listen}")
-        await server.start()
-        self._server = server
-        if self.admin is not None:
-            await self.admin.start()
+            raise
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.state = State.SERVING
         log.info(

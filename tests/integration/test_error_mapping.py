@@ -26,6 +26,7 @@ class Script:
     headers: dict[str, str] = field(default_factory=dict)
     seen: list[web.Request] = field(default_factory=list)
     delay: float = 0.0
+    aborted: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @pytest_asyncio.fixture
@@ -35,7 +36,11 @@ async def scripted() -> AsyncIterator[tuple[Script, RunningGateway]]:
     async def answer(request: web.Request) -> web.Response:
         script.seen.append(request)
         if script.delay:
-            await asyncio.sleep(script.delay)
+            try:
+                await asyncio.sleep(script.delay)
+            except asyncio.CancelledError:  # the client went away mid-request
+                script.aborted.set()
+                raise
         return web.Response(
             status=script.status,
             body=script.body,
@@ -261,3 +266,19 @@ async def test_request_id_generated_when_absent(scripted: tuple[Script, RunningG
     assert len(sent) == 32
     assert ("x-request-id", sent) in tuple(await call.trailing_metadata() or ())
     assert "Authorization" not in script.seen[0].headers
+
+
+@pytest.mark.asyncio
+async def test_cancelled_call_aborts_its_http_request(
+    scripted: tuple[Script, RunningGateway],
+) -> None:
+    script, running = scripted
+    script.delay = 10.0
+    call = _stub(running).GetAgent(agent_pb2.GetAgentRequest(agent_id="a"), timeout=30)
+    for _ in range(300):
+        if script.seen:
+            break
+        await asyncio.sleep(0.01)
+    assert script.seen, "the request never reached the upstream"
+    call.cancel()
+    await asyncio.wait_for(script.aborted.wait(), timeout=5)
