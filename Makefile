@@ -34,8 +34,14 @@ run: $(STAMP) ## Start the gateway with the embedded emulator (ctrl-C stops it)
 emulator: $(STAMP) ## Start the REST emulator alone
 	$(VENV)/bin/gagiteck-gateway emulator
 
+.PHONY: redis-server
+redis-server: ## Install Debian's redis-server when missing (the tests start their own)
+	@command -v redis-server >/dev/null || { \
+		echo "installing redis-server (Debian package) for the shared-limit tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
 .PHONY: test
-test: $(STAMP) ## Run the whole test suite
+test: $(STAMP) redis-server ## Run the whole test suite
 	$(PY) -m pytest -q
 
 .PHONY: generate
@@ -103,3 +109,16 @@ generate-java: ## Build the Java messages and grpc-java stubs (generated/java) i
 interop-java: $(STAMP) ## Run the Java interop client against a gateway started by the harness
 	$(PY) tests/interop/harness.py java
 # ---------------------------------------------------------------- Java (issue 6) end
+
+# ---- bench (issue 7) ---------------------------------------------------------------------
+# bench/run.py installs what it lacks: nginx-light and wrk (apt), ghz and protoc-gen-go
+# (go install, pinned in bench/tooling.py), and builds bench/vanguard. Settings: BENCH_* in
+# bench/run.py's docstring (BENCH_ROUNDS, BENCH_SECONDS, BENCH_GATEWAY_VARIANTS, ...).
+.PHONY: bench
+bench: $(STAMP) ## Gateway vs direct REST, naive passthrough, vanguard-go: one table (~5 min)
+	$(PY) bench/run.py
+
+.PHONY: bench-profile
+bench-profile: $(STAMP) ## py-spy profile of the gateway under load; top frames by own time
+	$(PY) bench/profile_gateway.py
+# ---- end bench ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""The admin HTTP port: liveness, readiness and (optionally) the webhook receiver.
+"""The admin HTTP port: liveness, readiness, metrics and (optionally) the webhook receiver.
 
 * ``GET /healthz`` — 200 while the process runs;
 * ``GET /readyz`` — 200 while the gateway serves, 503 before start and while draining;
+* ``GET /metrics`` — the gateway's series in the Prometheus text format (:mod:`gateway.metrics`);
 * ``POST /webhooks/gagiteck`` — with ``GATEWAY_WEBHOOK_SECRET`` set, verified upstream
   webhooks; ``execution.*`` events wake the pollers watching that execution.
 """
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from gateway.config import HostPort
+from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.watch import WatchHub
 from gateway.webhooks import WebhookRejected, WebhookVerifier
 
@@ -30,11 +32,13 @@ class AdminServer:
         ready: Callable[[], bool],
         watches: WatchHub,
         verifier: WebhookVerifier | None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.listen = listen
         self.ready = ready
         self.watches = watches
         self.verifier = verifier
+        self.metrics = metrics or Metrics()
         self.port = 0
         self.webhooks_accepted = 0
         self._runner: web.AppRunner | None = None
@@ -43,6 +47,7 @@ class AdminServer:
         app = web.Application(client_max_size=MAX_WEBHOOK_BYTES)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
         if self.verifier is not None:
             app.router.add_post(WEBHOOK_PATH, self._webhook)
         return app
@@ -71,14 +76,21 @@ class AdminServer:
             return web.json_response({"status": "ready"})
         return web.json_response({"status": "not ready"}, status=503)
 
+    async def _metrics(self, request: web.Request) -> web.Response:
+        response = web.Response(body=self.metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
+
     async def _webhook(self, request: web.Request) -> web.Response:
         assert self.verifier is not None
         body = await request.read()
         try:
             event = self.verifier.verify(body, request.headers)
         except WebhookRejected as exc:
+            self.metrics.webhooks_rejected.inc()
             log.warning("webhook rejected: %s", exc.reason)
             return web.json_response({"detail": exc.reason}, status=exc.status)
+        self.metrics.webhooks_accepted.inc()
         self.webhooks_accepted += 1
         woken = 0
         resource = event.data.get("id")

@@ -1,8 +1,8 @@
 """``gagiteck-gateway serve | emulator | demo``.
 
-The environment is read here and nowhere else: flags and ``GATEWAY_*`` variables become a
-frozen :class:`~gateway.config.GatewayConfig`, and a bad setting stops start-up with a
-message that says what to fix.
+The environment is read here and nowhere else: flags, ``GATEWAY_*`` and the standard
+``OTEL_*`` variables become a frozen :class:`~gateway.config.GatewayConfig`, and a bad
+setting stops start-up with a message that says what to fix.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from gateway import __version__
 from gateway.config import SETTINGS, ConfigError, GatewayConfig, HostPort, load_config
 from gateway.logs import setup_logging
+from gateway.redaction import Redactor
 from gateway.routes import RouteError
 
 log = logging.getLogger("gateway.cli")
@@ -81,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             overrides = {s.name: getattr(args, s.name) for s in SETTINGS}
             config = load_config(os.environ, overrides)
-            setup_logging(config.log_level, config.log_format)
+            secrets = Redactor((config.upstream_api_key, config.webhook_secret))
+            setup_logging(config.log_level, config.log_format, secrets)
             asyncio.run(serve(config))
         elif args.command == "emulator":
             setup_logging("info", "text")

@@ -11,13 +11,28 @@ import dataclasses
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 AuthMode = Literal["passthrough", "service", "passthrough-or-service"]
 AUTH_MODES: Final = ("passthrough", "service", "passthrough-or-service")
 LOG_FORMATS: Final = ("json", "text")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+TRACES_EXPORTERS: Final = ("otlp", "console", "none")
+OTLP_PROTOCOLS: Final = ("grpc", "http/protobuf")
+SAMPLERS: Final = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+PROPAGATORS: Final = ("tracecontext", "baggage", "none")
+SERVICE_NAME: Final = "gagiteck-gateway"
 
 
 class ConfigError(ValueError):
@@ -31,6 +46,49 @@ class HostPort:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class OtlpConfig:
+    """Where and how spans are sent over OTLP (the ``OTEL_EXPORTER_OTLP_*`` variables)."""
+
+    protocol: str = "grpc"
+    endpoint: str | None = None
+    """None: the protocol's default (localhost:4317 for grpc, :4318/v1/traces for http)."""
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """Sent with every export (often the collector's credential: never shown)."""
+    timeout: float = 10.0
+    """Seconds per export (the variables give milliseconds, as the specification says)."""
+    compression: str | None = None
+    insecure: bool | None = None
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    """Tracing settings from the standard ``OTEL_*`` variables (:func:`load_telemetry`).
+
+    With no exporter configured, tracing is off: no SDK objects are created per call and
+    the caller's ``traceparent``, ``tracestate`` and ``baggage`` are forwarded unchanged.
+    ``span_exporter`` is the seam for tests and embedders: an exporter instance used, with
+    the same batching, instead of the ones ``traces_exporters`` names.
+    """
+
+    service_name: str = SERVICE_NAME
+    resource_attributes: tuple[tuple[str, str], ...] = ()
+    traces_exporters: tuple[str, ...] = ()
+    sampler: str = "parentbased_always_on"
+    sampler_ratio: float = 1.0
+    propagators: tuple[str, ...] = ("tracecontext", "baggage")
+    otlp: OtlpConfig = OtlpConfig()
+    batch_delay: float = 5.0
+    batch_queue_size: int = 2048
+    batch_size: int = 512
+    batch_timeout: float = 30.0
+    span_exporter: SpanExporter | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def tracing(self) -> bool:
+        return self.span_exporter is not None or bool(self.traces_exporters)
 
 
 @dataclass(frozen=True)
@@ -59,6 +117,8 @@ class GatewayConfig:
     webhook_tolerance: float = 300.0
     log_level: str = "info"
     log_format: str = "json"
+    access_log: bool = True
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     @property
     def embedded_emulator(self) -> bool:
@@ -295,7 +355,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "GATEWAY_ADMIN_LISTEN",
         "--admin-listen",
         _optional_host_port,
-        "HTTP admin address (/healthz, /readyz, webhooks), or 'off'",
+        "HTTP admin address (/healthz, /readyz, /metrics, webhooks), or 'off'",
     ),
     Setting(
         "webhook_secret",
@@ -321,6 +381,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         _choice(LOG_FORMATS),
         "json (one object a line) or text (for people)",
     ),
+    Setting(
+        "access_log",
+        "GATEWAY_ACCESS_LOG",
+        "--access-log",
+        _bool,
+        "one log line per call (method, code, duration, upstream status, ids) at info level",
+    ),
 )
 
 
@@ -344,7 +411,9 @@ def load_config(
         except ValueError as exc:
             shown = "(hidden)" if setting.secret else repr(raw)
             problems.append(f"{source}={shown}: {exc}")
-    config = GatewayConfig(**values)
+    telemetry, telemetry_problems = load_telemetry(env)
+    problems.extend(telemetry_problems)
+    config = GatewayConfig(**values, telemetry=telemetry)
     problems.extend(_cross_checks(config))
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
@@ -365,3 +434,137 @@ def _cross_checks(config: GatewayConfig) -> list[str]:
     if config.max_message_bytes < 1024:
         problems.append("GATEWAY_MAX_MESSAGE_BYTES must be at least 1024")
     return problems
+
+
+# --------------------------------------------------------------------------- OTEL_*
+
+
+def load_telemetry(env: Mapping[str, str]) -> tuple[TelemetryConfig, list[str]]:
+    """The standard OpenTelemetry variables the gateway honours, and what is wrong in them.
+
+    Unlike the SDK's own default, an unset ``OTEL_TRACES_EXPORTER`` means ``otlp`` only
+    when an OTLP endpoint is set, and no exporter otherwise: a gateway without a collector
+    does not trace, and does not retry exports to a collector that is not there.
+    """
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+
+    def read(name: str, parse: Callable[[str], Any], *, secret: bool = False) -> Any:
+        raw = env.get(name, "").strip()
+        if not raw:
+            return None
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            problems.append(f"{name}={'(hidden)' if secret else repr(raw)}: {exc}")
+            return None
+
+    attributes = read("OTEL_RESOURCE_ATTRIBUTES", _key_values) or ()
+    values["resource_attributes"] = attributes
+    service = read("OTEL_SERVICE_NAME", str) or dict(attributes).get("service.name")
+    if service:
+        values["service_name"] = service
+    sampler = read("OTEL_TRACES_SAMPLER", _choice(SAMPLERS))
+    if sampler:
+        values["sampler"] = sampler
+    ratio = read("OTEL_TRACES_SAMPLER_ARG", _ratio)
+    if ratio is not None:
+        values["sampler_ratio"] = ratio
+    propagators = read("OTEL_PROPAGATORS", _names(PROPAGATORS))
+    if propagators is not None:
+        values["propagators"] = tuple(p for p in propagators if p != "none")
+    values["otlp"] = _otlp(read)
+    exporters = read("OTEL_TRACES_EXPORTER", _names(TRACES_EXPORTERS))
+    if exporters is None:
+        configured = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        )
+        exporters = ("otlp",) if configured else ()
+    if read("OTEL_SDK_DISABLED", _bool):
+        exporters = ()
+    values["traces_exporters"] = tuple(e for e in exporters if e != "none")
+    for name, key, parse in (
+        ("OTEL_BSP_SCHEDULE_DELAY", "batch_delay", _millis),
+        ("OTEL_BSP_EXPORT_TIMEOUT", "batch_timeout", _millis),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "batch_queue_size", _positive_int),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "batch_size", _positive_int),
+    ):
+        value = read(name, parse)
+        if value is not None:
+            values[key] = value
+    config = TelemetryConfig(**values)
+    if config.batch_size > config.batch_queue_size:
+        problems.append("OTEL_BSP_MAX_EXPORT_BATCH_SIZE must not exceed OTEL_BSP_MAX_QUEUE_SIZE")
+    return config, problems
+
+
+def _otlp(read: Callable[..., Any]) -> OtlpConfig:
+    """OTLP settings; a ``TRACES`` variable wins over its generic one."""
+
+    def either(suffix: str, parse: Callable[[str], Any], *, secret: bool = False) -> Any:
+        specific = read(f"OTEL_EXPORTER_OTLP_TRACES_{suffix}", parse, secret=secret)
+        return (
+            specific
+            if specific is not None
+            else read(f"OTEL_EXPORTER_OTLP_{suffix}", parse, secret=secret)
+        )
+
+    protocol = either("PROTOCOL", _choice(OTLP_PROTOCOLS)) or "grpc"
+    endpoint = read("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", _endpoint)
+    if endpoint is None:
+        base = read("OTEL_EXPORTER_OTLP_ENDPOINT", _endpoint)
+        if base is not None and protocol == "http/protobuf":
+            endpoint = base.rstrip("/") + "/v1/traces"
+        else:
+            endpoint = base
+    return OtlpConfig(
+        protocol=protocol,
+        endpoint=endpoint,
+        headers=either("HEADERS", _key_values, secret=True) or (),
+        timeout=either("TIMEOUT", _millis) or 10.0,
+        compression=either("COMPRESSION", _choice(("gzip", "none"))),
+        insecure=either("INSECURE", _bool),
+    )
+
+
+def _key_values(text: str) -> tuple[tuple[str, str], ...]:
+    """``k1=v1,k2=v2`` with percent-encoded values (W3C baggage's format)."""
+    pairs = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError("expected key=value pairs separated by commas")
+        pairs.append((unquote(key.strip()), unquote(value.strip())))
+    return tuple(pairs)
+
+
+def _names(options: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    one = _choice(options)
+
+    def parse(text: str) -> tuple[str, ...]:
+        return tuple(one(part) for part in text.split(",") if part.strip())
+
+    return parse
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be a ratio between 0 and 1")
+    return value
+
+
+def _millis(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError("must not be negative (milliseconds)")
+    return value / 1000.0
+
+
+def _endpoint(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected a URL such as http://collector:4317")
+    return text

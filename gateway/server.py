@@ -5,9 +5,14 @@ Each handler is also the single error boundary: whatever a call raises is passed
 :func:`gateway.errors.to_status` and answered with a code, a message and
 ``google.rpc.Status`` details; nothing reaches the caller as UNKNOWN or as a traceback.
 
-Lifecycle: :meth:`Gateway.start` opens the upstream pool and the port;
+Every call is observed by :mod:`gateway.telemetry` from inside its handler: the server
+span, the duration and in-flight metrics and the access-log line are prepared per route at
+registration, so a call costs a clock read, a few counter updates and (when tracing) its
+span. Health checks and reflection are registered without it and are not traced.
+
+Lifecycle: :meth:`Gateway.start` starts telemetry, opens the upstream pools and the port;
 :meth:`Gateway.stop` turns health to NOT_SERVING, lets in-flight calls finish within the
-grace period, then closes the pool. Both are safe to call twice.
+grace period, closes the pools, and flushes telemetry last. Both are safe to call twice.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool
-from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.descriptor import FieldDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
+from google.rpc import status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
@@ -33,10 +39,12 @@ from gateway.admin import AdminServer
 from gateway.auth import CredentialPolicy
 from gateway.codec import CodecRegistry
 from gateway.config import GatewayConfig
-from gateway.errors import InvalidRequest, to_status
+from gateway.errors import CallStatus, to_status
 from gateway.metadata import read_metadata, request_id_of
+from gateway.redaction import Redactor
 from gateway.routes import Route, RouteTable, http_rule
 from gateway.streaming import SseRelay, StreamSettings
+from gateway.telemetry import Call, Telemetry
 from gateway.transcoder import Transcoder
 from gateway.upstream import Upstream, UpstreamSettings
 from gateway.watch import WatchHub, WatchSettings
@@ -109,13 +117,22 @@ class Gateway:
             services = contract_services() + descriptor_set_services(config.descriptor_sets)
         self.services = services
         self.routes = RouteTable.compile(services, CodecRegistry())
+        self.telemetry = Telemetry(
+            config.telemetry,
+            redactor=Redactor((config.upstream_api_key, config.webhook_secret)),
+            access_log=config.access_log,
+        )
+        metrics = self.telemetry.metrics
+        metrics.routes(route.route_template for route in self.routes)
         self.upstream = Upstream(
             UpstreamSettings(
                 base_url=upstream_url,
                 pool_size=config.upstream_concurrency,
                 connect_timeout=config.connect_timeout,
                 max_body_bytes=max(config.max_message_bytes * 4, 1 << 20),
-            )
+            ),
+            self.telemetry,
+            "unary",
         )
         self.transcoder = Transcoder(
             self.upstream,
@@ -129,8 +146,12 @@ class Gateway:
                 pool_size=config.stream_concurrency,
                 connect_timeout=config.connect_timeout,
                 max_body_bytes=max(config.max_message_bytes * 4, 1 << 20),
-            )
+            ),
+            self.telemetry,
+            "stream",
         )
+        metrics.pool("unary", self.upstream.connections_in_use, config.upstream_concurrency)
+        metrics.pool("stream", self.stream_upstream.connections_in_use, config.stream_concurrency)
         self.relay = SseRelay(
             self.stream_upstream,
             self.transcoder,
@@ -139,6 +160,7 @@ class Gateway:
                 cancel_upstream=config.stream_cancel_upstream,
                 max_event_bytes=config.max_message_bytes,
             ),
+            metrics,
         )
         # With webhooks waking the watchers, polling backs off to a safety net.
         self.watches = WatchHub(
@@ -151,6 +173,7 @@ class Gateway:
                     else config.watch_max_interval
                 ),
             ),
+            metrics,
         )
         self.admin = (
             AdminServer(
@@ -162,6 +185,7 @@ class Gateway:
                     if config.webhook_secret
                     else None
                 ),
+                metrics=metrics,
             )
             if config.admin_listen is not None
             else None
@@ -177,6 +201,7 @@ class Gateway:
         """Open the upstream pool and the port; returns the bound port."""
         if self.state is not State.NEW:
             return self.port
+        self.telemetry.start()
         await self.upstream.start()
         await self.stream_upstream.start()
         server = grpc.aio.server(
@@ -244,6 +269,7 @@ class Gateway:
             await self.admin.close()
         await self.upstream.close()
         await self.stream_upstream.close()
+        await self.telemetry.close()
         self.state = State.CLOSED
         log.info("gateway stopped")
 
@@ -292,58 +318,74 @@ class Gateway:
     def _unary(
         self, route: Route
     ) -> Callable[[Message, grpc.aio.ServicerContext[Any, Any]], Awaitable[Message]]:
-        transcoder = self.transcoder
+        transcoder, redact = self.transcoder, self.telemetry.redact
+        rpc = self.telemetry.rpc(route.full_method, server_streaming=False)
 
         async def handle(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Message:
             metadata = context.invocation_metadata()
+            call = rpc.begin(metadata)
             try:
                 caller = read_metadata(metadata)
-            except InvalidRequest as exc:
-                await _abort(context, exc, request_id_of(metadata), route)
-                raise  # abort raises; this keeps type checkers informed
-            context.set_trailing_metadata((("x-request-id", caller.request_id),))
-            try:
-                return await transcoder.unary(route, request, caller, context.time_remaining())
+                call.request_id = caller.request_id
+                context.set_trailing_metadata((("x-request-id", caller.request_id),))
+                response = await transcoder.unary(
+                    route, request, caller, context.time_remaining(), call
+                )
+                call.code = grpc.StatusCode.OK
+                return response
             except Exception as exc:  # the boundary: every failure becomes a status
-                await _abort(context, exc, caller.request_id, route)
-                raise
+                await _abort(context, exc, call, metadata, route, redact)
+                raise  # abort raises; this keeps type checkers informed
+            finally:
+                call.end(context.time_remaining())
 
         return handle
 
     def _streaming(
         self, route: Route
     ) -> Callable[[Message, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Message]]:
-        relay, watches = self.relay, self.watches
+        relay, watches, redact = self.relay, self.watches, self.telemetry.redact
+        rpc = self.telemetry.rpc(route.full_method, server_streaming=True)
 
         async def handle(
             request: Message, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Message]:
             metadata = context.invocation_metadata()
+            call = rpc.begin(metadata)
             try:
                 caller = read_metadata(metadata)
-            except InvalidRequest as exc:
-                await _abort(context, exc, request_id_of(metadata), route)
-                raise
-            await context.send_initial_metadata((("x-request-id", caller.request_id),))
-            if route.sse is not None:
-                messages = relay.relay(route, request, caller, context.time_remaining())
-            else:
-                messages = watches.watch(route, request, caller)
-            try:
+                call.request_id = caller.request_id
+                await context.send_initial_metadata((("x-request-id", caller.request_id),))
+                if route.sse is not None:
+                    messages = relay.relay(route, request, caller, context.time_remaining(), call)
+                else:
+                    messages = watches.watch(route, request, caller, call)
                 async with contextlib.aclosing(messages):
                     async for message in messages:
+                        call.sent()
                         yield message
+                call.code = grpc.StatusCode.OK
             except Exception as exc:  # the boundary, for streams
-                await _abort(context, exc, caller.request_id, route)
+                await _abort(context, exc, call, metadata, route, redact)
                 raise
+            finally:
+                call.end(context.time_remaining())
 
         return handle
 
 
 async def _abort(
-    context: grpc.aio.ServicerContext[Any, Any], exc: Exception, request_id: str, route: Route
+    context: grpc.aio.ServicerContext[Any, Any],
+    exc: Exception,
+    call: Call,
+    metadata: grpc.aio.Metadata | None,
+    route: Route,
+    redact: Redactor,
 ) -> None:
-    status = to_status(exc, request_id)
+    request_id = call.request_id or request_id_of(metadata)
+    call.request_id = request_id
+    status = _redacted(to_status(exc, request_id), redact)
+    call.failed(status.code, status.message, exc)
     if status.code is grpc.StatusCode.INTERNAL and not hasattr(exc, "reason"):
         log.error(
             "unexpected failure in %s (request id %s)",
@@ -351,7 +393,69 @@ async def _abort(
             request_id,
             exc_info=exc,
         )
+    call.end(context.time_remaining())
     await context.abort(status.code, status.message, status.trailing_metadata)
+
+
+def _redacted(status: CallStatus, redact: Redactor) -> CallStatus:
+    """The status with anything credential-like taken out of its message and details.
+
+    Upstream error texts reach the caller through here; they are checked with a few
+    substring tests and only rewritten when one of them hits.
+    """
+    details = [v for k, v in status.trailing_metadata if k == "grpc-status-details-bin"]
+    message = redact(status.message)
+    suspect = any(isinstance(d, bytes) and redact.suspects(d) for d in details)
+    if message == status.message and not suspect:
+        return status
+    trailing: list[tuple[str, str | bytes]] = []
+    for key, value in status.trailing_metadata:
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            rich = status_pb2.Status.FromString(value)
+            rich.message = message
+            for packed in rich.details:
+                detail = _unpack(packed)
+                if detail is not None:
+                    _scrub(detail, redact)
+                    packed.Pack(detail)
+            value = rich.SerializeToString()
+        trailing.append((key, value))
+    return CallStatus(status.code, message, tuple(trailing))
+
+
+def _unpack(packed: Any) -> Message | None:
+    try:
+        descriptor = descriptor_pool.Default().FindMessageTypeByName(packed.TypeName())
+    except KeyError:
+        return None
+    detail: Message = message_factory.GetMessageClass(descriptor)()
+    packed.Unpack(detail)
+    return detail
+
+
+def _scrub(message: Message, redact: Redactor) -> None:
+    """Redact every string in ``message``, nested messages and maps included."""
+    for field, value in message.ListFields():
+        if field.type == FieldDescriptor.TYPE_STRING:
+            if field.is_repeated:
+                value[:] = [redact(v) for v in value]
+            else:
+                setattr(message, field.name, redact(value))
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            entry = field.message_type
+            assert entry is not None
+            if entry.GetOptions().map_entry:
+                if entry.fields_by_name["value"].type == FieldDescriptor.TYPE_STRING:
+                    for key in list(value):
+                        value[key] = redact(value[key])
+                else:
+                    for item in value.values():
+                        _scrub(item, redact)
+            elif field.is_repeated:
+                for item in value:
+                    _scrub(item, redact)
+            else:
+                _scrub(value, redact)
 
 
 def _add_reflection_v1(server: grpc.aio.Server, names: list[str]) -> None:

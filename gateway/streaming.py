@@ -35,8 +35,10 @@ from gateway.errors import (
     UpstreamTransportError,
 )
 from gateway.metadata import CallerMetadata
+from gateway.metrics import Metrics
 from gateway.routes import Route, SseSpec, segment_problem
 from gateway.sse import Comment, EventTooLarge, SSEParser
+from gateway.telemetry import TraceParent
 from gateway.transcoder import Transcoder, decode_answer
 from gateway.upstream import Upstream
 
@@ -61,10 +63,12 @@ class SseRelay:
         upstream: Upstream,
         transcoder: Transcoder,
         settings: StreamSettings,
+        metrics: Metrics | None = None,
     ) -> None:
         self.upstream = upstream
         self.transcoder = transcoder
         self.settings = settings
+        self._open = (metrics or Metrics()).sse_open
         self._cancellations: set[asyncio.Task[None]] = set()
 
     async def relay(
@@ -73,7 +77,9 @@ class SseRelay:
         request: Message,
         caller: CallerMetadata,
         time_remaining: float | None,
+        trace: TraceParent | None = None,
     ) -> AsyncGenerator[Message, None]:
+        """The call's messages; ``trace`` learns how many events were relayed."""
         spec = route.sse
         assert spec is not None
         http = route.build(request)
@@ -89,22 +95,29 @@ class SseRelay:
                 headers=headers,
                 timeout=time_remaining,
                 idle_timeout=self.settings.idle_timeout,
+                trace=trace,
             ) as response:
                 if not 200 <= response.status < 300 or _EVENT_STREAM not in response.content_type:
                     yield await self._plain_answer(route, spec, response)
                     state.completed = True
                     return
-                with self.upstream.translate_errors(
-                    route.route_template, time_remaining, self.settings.idle_timeout
-                ):
-                    async for message in self._events(response, state):
-                        yield message
+                self._open.inc()
+                try:
+                    with self.upstream.translate_errors(
+                        route.route_template, time_remaining, self.settings.idle_timeout
+                    ):
+                        async for message in self._events(response, state):
+                            yield message
+                finally:
+                    self._open.dec()
+                    if trace is not None:
+                        trace.events = state.relayed
         except GatewayError as exc:
             exc.context["events_relayed"] = str(state.relayed)
             raise
         finally:
             if not state.completed:
-                self._cancel_upstream(state, caller)
+                self._cancel_upstream(state, caller, trace)
 
     async def _events(
         self, response: aiohttp.ClientResponse, state: _RelayState
@@ -162,15 +175,22 @@ class SseRelay:
         inner = decode_answer(_member_route(route, member.field), answer)
         return route.response_codec.cls(**{member.field: inner})
 
-    def _cancel_upstream(self, state: _RelayState, caller: CallerMetadata) -> None:
+    def _cancel_upstream(
+        self, state: _RelayState, caller: CallerMetadata, trace: TraceParent | None
+    ) -> None:
         path = state.cancel_path()
         if path is None or not self.settings.cancel_upstream:
             return
-        task = asyncio.get_running_loop().create_task(self._post_cancel(path, state, caller))
+        parent = trace.detached() if trace is not None else None
+        task = asyncio.get_running_loop().create_task(
+            self._post_cancel(path, state, caller, parent)
+        )
         self._cancellations.add(task)
         task.add_done_callback(self._cancellations.discard)
 
-    async def _post_cancel(self, path: str, state: _RelayState, caller: CallerMetadata) -> None:
+    async def _post_cancel(
+        self, path: str, state: _RelayState, caller: CallerMetadata, trace: TraceParent | None
+    ) -> None:
         headers = self.transcoder.headers(state.route, caller, has_body=True)
         try:
             answer = await self.upstream.request(
@@ -180,6 +200,7 @@ class SseRelay:
                 body=b"{}",
                 headers=headers,
                 timeout=self.settings.cancel_timeout,
+                trace=trace,
             )
             log.info(
                 "cancelled an abandoned stream upstream",

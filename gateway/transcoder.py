@@ -16,6 +16,7 @@ from gateway.auth import CredentialPolicy
 from gateway.errors import UpstreamAnswer, UpstreamHTTPError, UpstreamUnreadable
 from gateway.metadata import CallerMetadata
 from gateway.routes import Route
+from gateway.telemetry import TraceParent
 from gateway.upstream import Upstream
 
 _JSON = "application/json"
@@ -51,6 +52,7 @@ class Transcoder:
         request: Message,
         caller: CallerMetadata,
         time_remaining: float | None,
+        trace: TraceParent | None = None,
     ) -> Message:
         http = route.build(request)
         answer = await self.upstream.request(
@@ -61,6 +63,7 @@ class Transcoder:
             body=http.body,
             headers=self.headers(route, caller, http.body is not None),
             timeout=self.timeout(time_remaining),
+            trace=trace,
         )
         return decode_answer(route, answer)
 

@@ -5,6 +5,14 @@ redirects, takes no proxy settings from the environment, bounds every request by
 caller's deadline, and is the one place where aiohttp's exceptions are caught and turned
 into :mod:`gateway.errors` types. A cancelled call cancels its task, which aborts the HTTP
 request and releases the connection.
+
+It is also where each attempt is observed (:class:`~gateway.telemetry.Exchange`): a CLIENT
+span named by the route template, the trace headers added to the request, and the
+duration by route template and status. This is done here, explicitly, rather than with an
+aiohttp ``TraceConfig``: a trace config's ``on_request_end`` fires when the headers arrive,
+while the exchange ends when the body is read or the event stream closes; and the route
+template, the attempt number and the call's trace are known here, not to aiohttp. With
+tracing off no aiohttp tracing signal is sent at all.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamTransportError,
 )
+from gateway.telemetry import ClientTelemetry, Telemetry, TraceParent
 
 USER_AGENT: Final = f"gagiteck-gateway/{__version__}"
 
@@ -41,13 +50,23 @@ class UpstreamSettings:
 class Upstream:
     """Sends HTTP requests to the REST API; ``async with`` opens and closes the pool."""
 
-    def __init__(self, settings: UpstreamSettings) -> None:
+    def __init__(
+        self, settings: UpstreamSettings, telemetry: Telemetry | None = None, pool: str = "unary"
+    ) -> None:
         self.settings = settings
         parts = urlsplit(settings.base_url)
         self.host = parts.hostname or ""
         self._base_path = parts.path.rstrip("/")
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._session: aiohttp.ClientSession | None = None
+        self._connector: aiohttp.TCPConnector | None = None
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.telemetry: ClientTelemetry = (telemetry or Telemetry()).client(self.host, port, pool)
+
+    def connections_in_use(self) -> int:
+        """Connections acquired by requests now (aiohttp keeps no public count of them)."""
+        connector = self._connector
+        return len(connector._acquired) if connector is not None else 0
 
     @property
     def base_url(self) -> str:
@@ -63,6 +82,7 @@ class Upstream:
             keepalive_timeout=30,
             family=socket.AF_UNSPEC,
         )
+        self._connector = connector
         self._session = aiohttp.ClientSession(
             base_url=self._origin,
             connector=connector,
@@ -75,6 +95,7 @@ class Upstream:
 
     async def close(self) -> None:
         session, self._session = self._session, None
+        self._connector = None
         if session is not None:
             await session.close()
 
@@ -107,26 +128,40 @@ class Upstream:
         body: bytes | None = None,
         headers: Mapping[str, str],
         timeout: float,
+        trace: TraceParent | None = None,
+        attempt: int = 1,
     ) -> UpstreamAnswer:
-        """One HTTP exchange; raises UpstreamTransportError or UpstreamTimeout."""
+        """One HTTP exchange; raises UpstreamTransportError or UpstreamTimeout.
+
+        ``trace`` is the call (or poller) the request belongs to; ``attempt`` counts from 1.
+        """
         session = self._session_for(route)
         if timeout <= 0:
             raise UpstreamTimeout("the deadline had passed before the call", self.host, route)
         client_timeout = aiohttp.ClientTimeout(
             total=timeout, connect=min(self.settings.connect_timeout, timeout)
         )
-        with self.translate_errors(route, timeout):
-            async with session.request(
-                method,
-                self._base_path + path,
-                params=query or None,
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=client_timeout,
-            ) as response:
-                payload = await self._read(response, route)
-                return self.answer(response, payload)
+        sent = dict(headers)
+        exchange = self.telemetry.begin(trace, method, route, attempt, sent)
+        try:
+            with self.translate_errors(route, timeout):
+                async with session.request(
+                    method,
+                    self._base_path + path,
+                    params=query or None,
+                    data=body,
+                    headers=sent,
+                    allow_redirects=False,
+                    timeout=client_timeout,
+                ) as response:
+                    exchange.answered(response.status)
+                    payload = await self._read(response, route)
+                    answer = self.answer(response, payload)
+        except BaseException as exc:
+            exchange.close(exc)
+            raise
+        exchange.close()
+        return answer
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -139,33 +174,47 @@ class Upstream:
         headers: Mapping[str, str],
         timeout: float | None,
         idle_timeout: float,
+        trace: TraceParent | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A long-lived answer, read incrementally by the caller.
 
         ``timeout`` bounds the whole exchange (the caller's deadline, if any);
         ``idle_timeout`` bounds the silence between two reads. Leaving the block before
         the answer is complete closes the connection rather than returning it to the pool.
+        The duration metric is taken when the headers arrive; the span lasts until the
+        stream is closed.
         """
         session = self._session_for(route)
         client_timeout = aiohttp.ClientTimeout(
             total=timeout, connect=self.settings.connect_timeout, sock_read=idle_timeout
         )
-        with self.translate_errors(route, timeout, idle_timeout):
-            response = await session.request(
-                method,
-                self._base_path + path,
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=client_timeout,
-            )
-            try:
-                yield response
-            finally:
-                if response.content.at_eof():
-                    response.release()
-                else:
-                    response.close()
+        sent = dict(headers)
+        exchange = self.telemetry.begin(trace, method, route, 1, sent)
+        failure: BaseException | None = None
+        try:
+            with self.translate_errors(route, timeout, idle_timeout):
+                response = await session.request(
+                    method,
+                    self._base_path + path,
+                    data=body,
+                    headers=sent,
+                    allow_redirects=False,
+                    timeout=client_timeout,
+                )
+                exchange.answered(response.status)
+                exchange.observe()
+                try:
+                    yield response
+                finally:
+                    if response.content.at_eof():
+                        response.release()
+                    else:
+                        response.close()
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            exchange.close(failure)
 
     def answer(self, response: aiohttp.ClientResponse, payload: bytes) -> UpstreamAnswer:
         return UpstreamAnswer(

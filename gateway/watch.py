@@ -13,6 +13,9 @@ unchanged state is never sent twice. A watcher that reads slowly gets states con
 the newest (each state is a full snapshot, so nothing is lost but intermediate steps).
 The stream ends OK after a terminal state, or with the poll's error when it is
 permanent (NOT_FOUND, PERMISSION_DENIED, …) or when transient failures persist.
+
+A poller's requests belong to the trace of the call that started it: each poll is a
+client span under that call's span (its context outlives the call if others watch on).
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from google.protobuf.message import Message
 
 from gateway.errors import GatewayError, UpstreamHTTPError, retry_delay
 from gateway.metadata import CallerMetadata, new_request_id
+from gateway.metrics import Metrics
 from gateway.routes import Route, WatchSpec
+from gateway.telemetry import TraceParent
 from gateway.transcoder import Transcoder, decode_answer
 
 log = logging.getLogger("gateway.watch")
@@ -85,8 +90,10 @@ class Poller:
         spec: WatchSpec,
         path: str,
         headers: dict[str, str],
+        trace: TraceParent | None = None,
     ) -> None:
         self.hub = hub
+        self.trace = trace
         self.key = key
         self.route = route
         self.spec = spec
@@ -150,6 +157,7 @@ class Poller:
                 route=self.route.route_template,
                 headers={**self.headers, "X-Request-ID": new_request_id()},
                 timeout=self.hub.settings.poll_timeout,
+                trace=self.trace,
             )
         except GatewayError as exc:
             return _Update(error=exc), None
@@ -186,10 +194,15 @@ class Poller:
 class WatchHub:
     """The process's pollers, keyed by route, path and a hash of the credential."""
 
-    def __init__(self, transcoder: Transcoder, settings: WatchSettings) -> None:
+    def __init__(
+        self, transcoder: Transcoder, settings: WatchSettings, metrics: Metrics | None = None
+    ) -> None:
         self.transcoder = transcoder
         self.settings = settings
         self._pollers: dict[tuple[str, str, str], Poller] = {}
+        metrics = metrics or Metrics()
+        self._open = metrics.watch_open
+        metrics.pollers(lambda: len(self._pollers))
 
     @property
     def pollers(self) -> list[Poller]:
@@ -212,7 +225,11 @@ class WatchHub:
         return self.wake(lambda p: p.resource_id == resource_id)
 
     async def watch(
-        self, route: Route, request: Message, caller: CallerMetadata
+        self,
+        route: Route,
+        request: Message,
+        caller: CallerMetadata,
+        trace: TraceParent | None = None,
     ) -> AsyncGenerator[Message, None]:
         spec = route.watch
         assert spec is not None
@@ -226,11 +243,15 @@ class WatchHub:
         )
         poller = self._pollers.get(key)
         if poller is None:
-            poller = Poller(self, key, route, spec, http.path, headers)
+            parent = trace.detached() if trace is not None else None
+            poller = Poller(self, key, route, spec, http.path, headers, parent)
             self._pollers[key] = poller
             poller.task = asyncio.get_running_loop().create_task(poller.run())
+        elif trace is not None:
+            trace.annotate("gateway.watch.shared_poller", True)
         watcher = _Watcher()
         poller.add(watcher)
+        self._open.inc()
         try:
             while True:
                 update = await watcher.queue.get()
@@ -241,6 +262,7 @@ class WatchHub:
                 if update.terminal:
                     return
         finally:
+            self._open.dec()
             poller.watchers.discard(watcher)
             if not poller.watchers:
                 poller.wake()  # lets it notice that nobody watches any more

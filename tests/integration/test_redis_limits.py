@@ -1,0 +1,278 @@
+"""Shared rate limits in a real redis-server: atomic script, many processes, Redis down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.synchronize import Barrier
+
+import pytest
+
+from gateway.clock import FakeClock, MonotonicClock
+from gateway.errors import Refused
+from gateway.limits import RateLimit, caller_digest, caller_subject
+from gateway.redis_limits import RedisLimiter, redis_client, shared_limiter
+from tests.redis_server import RedisServer
+
+SECRET = "gk_live_0123456789abcdef"
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+def limiter_for(
+    server: RedisServer,
+    global_limit: RateLimit | None,
+    caller_limit: RateLimit | None = None,
+    *,
+    replicas: int = 1,
+    clock: MonotonicClock | FakeClock | None = None,
+) -> RedisLimiter:
+    return shared_limiter(
+        server.url,
+        clock or MonotonicClock(),
+        global_limit,
+        caller_limit,
+        replicas=replicas,
+        retry_interval=1.0,
+    )
+
+
+async def admitted_now(limiter: RedisLimiter, key: str = "") -> bool:
+    try:
+        await limiter.acquire(key, 1, limiter.clock.monotonic())
+    except Refused:
+        return False
+    return True
+
+
+@pytest.mark.asyncio
+async def test_burst_then_refusal_from_the_script(redis_server: RedisServer) -> None:
+    limiter = limiter_for(redis_server, RateLimit(rate=10, burst=5))
+    try:
+        assert [await admitted_now(limiter) for _ in range(6)] == [True] * 5 + [False]
+        with pytest.raises(Refused) as caught:
+            await limiter.acquire("", 1, limiter.clock.monotonic() + 0.01)
+        assert caught.value.reason == "GATEWAY_RATE_LIMITED"
+        assert caught.value.quota_subject == "global"
+        assert 0.05 < caught.value.retry_after <= 0.1  # type: ignore[operator]
+        assert limiter.stats.redis_errors == 0
+    finally:
+        await limiter.aclose()
+
+
+@pytest.mark.asyncio
+async def test_caller_buckets_are_hashed_and_namespaced(redis_server: RedisServer) -> None:
+    limiter = limiter_for(redis_server, RateLimit(1000, 1000), RateLimit(rate=1, burst=1))
+    try:
+        assert await admitted_now(limiter, SECRET)
+        with pytest.raises(Refused) as caught:
+            await limiter.acquire(SECRET, 1, limiter.clock.monotonic())
+        assert caught.value.quota_subject == caller_subject(caller_digest(SECRET))
+        assert await admitted_now(limiter, "someone else")
+        keys = sorted(
+            k.decode() if isinstance(k, bytes) else k for k in await limiter.client.keys("*")
+        )
+        digest = caller_digest(SECRET)
+        assert f"gagiteck-gateway:{{rl}}:caller:{digest}" in keys
+        assert "gagiteck-gateway:{rl}:global" in keys
+        assert all(k.startswith("gagiteck-gateway:{rl}:") and SECRET not in k for k in keys)
+        ttl = await limiter.client.pttl(f"gagiteck-gateway:{{rl}}:caller:{digest}")
+        assert 0 < ttl <= 2100  # gone once the bucket is full again
+    finally:
+        await limiter.aclose()
+
+
+@pytest.mark.asyncio
+async def test_waiting_is_shared_between_limiters(redis_server: RedisServer) -> None:
+    first = limiter_for(redis_server, RateLimit(rate=20, burst=1))
+    second = limiter_for(redis_server, RateLimit(rate=20, burst=1))
+    try:
+        start = time.monotonic()
+        await first.acquire("", 1, None)
+        await second.acquire("", 1, start + 1)  # waits for the slot 50 ms later
+        await first.acquire("", 1, start + 1)  # and the next one, 50 ms after that
+        assert 0.08 <= time.monotonic() - start < 0.5
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+@pytest.mark.asyncio
+async def test_cancelled_waiter_gives_its_reservation_back(redis_server: RedisServer) -> None:
+    limiter = limiter_for(redis_server, RateLimit(rate=5, burst=1))
+    try:
+        await limiter.acquire("", 1, None)
+        waiter = asyncio.create_task(limiter.acquire("", 1, None))  # reserved for +200 ms
+        await asyncio.sleep(0.02)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await asyncio.sleep(0.02)  # the refund runs in the background
+        assert limiter.stats.refunds == 1
+        with pytest.raises(Refused) as caught:
+            await limiter.acquire("", 1, limiter.clock.monotonic())
+        assert caught.value.retry_after < 0.2  # type: ignore[operator]  # not 0.2 + 0.2
+    finally:
+        await limiter.aclose()
+
+
+@pytest.mark.asyncio
+async def test_script_is_sent_again_after_noscript(redis_server: RedisServer) -> None:
+    limiter = limiter_for(redis_server, RateLimit(rate=100, burst=100))
+    try:
+        assert await admitted_now(limiter)
+        await limiter.client.script_flush()
+        assert await admitted_now(limiter)  # EVALSHA → NOSCRIPT → EVAL
+        assert await admitted_now(limiter)  # cached again
+        assert limiter.stats.redis_errors == 0
+        assert limiter.redis_available
+    finally:
+        await limiter.aclose()
+
+
+# --------------------------------------------------------------------------- many processes
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    admitted: int
+    offered: int
+    first: float
+    last: float
+    redis_errors: int
+
+
+RATE, BURST, SECONDS, PROCESSES = 200.0, 10.0, 2.5, 4
+
+
+def offer_load(url: str, barrier: Barrier, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """One gateway process: offers the whole quota on its own (4 of them: 4x the quota)."""
+    results.put(asyncio.run(_offer(url, barrier)))
+
+
+async def _offer(url: str, barrier: Barrier) -> WorkerResult:
+    clock = MonotonicClock()
+    limiter = shared_limiter(url, clock, RateLimit(RATE, BURST), None, replicas=PROCESSES)
+    await limiter.client.ping()
+    await asyncio.to_thread(barrier.wait)
+    start = time.time()
+    admitted = offered = 0
+    while (now := time.time()) < start + SECONDS:
+        offered += 1
+        try:
+            await limiter.acquire("", 1, clock.monotonic())
+            admitted += 1
+        except Refused:
+            pass
+        await asyncio.sleep(max(start + offered / RATE - time.time(), 0))
+    await limiter.aclose()
+    return WorkerResult(admitted, offered, start, now, limiter.stats.redis_errors)
+
+
+@pytest.mark.slow
+def test_four_processes_share_one_quota(redis_server: RedisServer) -> None:
+    # A fork server imports this module once and forks clean, single-threaded workers:
+    # four spawned interpreters would each spend ~0.6 s importing grpc and redis.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    barrier = context.Barrier(PROCESSES + 1)
+    results = context.Queue()
+    workers = [
+        context.Process(target=offer_load, args=(redis_server.url, barrier, results))
+        for _ in range(PROCESSES)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        barrier.wait(timeout=30)
+        done = [results.get(timeout=SECONDS + 30) for _ in workers]
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.kill()
+    admitted = sum(r.admitted for r in done)
+    offered = sum(r.offered for r in done)
+    span = max(r.last for r in done) - min(r.first for r in done)
+    quota = BURST + RATE * span
+    assert all(r.redis_errors == 0 for r in done)
+    assert offered >= 3.5 * quota  # the load really was about 4x the quota
+    assert admitted <= quota + 1
+    assert admitted == pytest.approx(quota, rel=0.02)
+
+
+# --------------------------------------------------------------------------- Redis down
+
+
+@pytest.mark.asyncio
+async def test_redis_down_falls_back_to_this_process_share_then_recovers(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.redis_limits")
+    clock = FakeClock(start=0.0)
+    limiter = limiter_for(redis_server, RateLimit(rate=100, burst=20), replicas=4, clock=clock)
+    try:
+        assert await admitted_now(limiter)
+        redis_server.stop()
+        # 50 simulated seconds of 4x the whole quota offered to this one process
+        admitted, step, seconds = 0, 1 / 400, 50
+        for i in range(int(seconds / step)):
+            clock.now = i * step
+            if await admitted_now(limiter):
+                admitted += 1
+                assert admitted <= 5 + 25 * clock.now + 1e-6  # share: burst 5, 25 a second
+        assert admitted == pytest.approx(25 * seconds, rel=0.01)
+        assert not limiter.redis_available
+        assert 40 <= limiter.stats.redis_errors <= 52  # one probe a second, no more
+        redis_server.start()  # same port
+        clock.now += 1.0
+        calls = limiter.stats.redis_calls
+        assert await admitted_now(limiter)
+        assert limiter.redis_available
+        assert limiter.stats.redis_calls == calls + 1  # the probe, and it went through
+    finally:
+        await limiter.aclose()
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in messages] == ["WARNING", "INFO"]
+    assert "share of the quota" in messages[0][1]
+
+
+@pytest.mark.asyncio
+async def test_redis_that_hangs_costs_one_timeout_not_a_stall(redis_server: RedisServer) -> None:
+    limiter = limiter_for(redis_server, RateLimit(rate=100, burst=20), replicas=4)
+    try:
+        assert await admitted_now(limiter)
+        redis_server.pause()
+        start = time.monotonic()
+        for _ in range(5):
+            assert await admitted_now(limiter)  # from the fallback's share
+        assert time.monotonic() - start < 0.5  # one 100 ms timeout, then no more asking
+        assert limiter.stats.redis_errors == 1
+        assert limiter.stats.fallback_calls == 5
+    finally:
+        redis_server.resume()
+        await limiter.aclose()
+
+
+@pytest.mark.asyncio
+async def test_unreachable_from_the_start_still_limits() -> None:
+    with RedisServer() as server:
+        url = server.url
+    limiter = RedisLimiter(
+        redis_client(url),
+        MonotonicClock(),
+        fallback=shared_limiter(url, MonotonicClock(), RateLimit(1, 2), None, replicas=1).fallback,
+        global_limit=RateLimit(1, 2),
+    )
+    try:
+        assert [await admitted_now(limiter) for _ in range(3)] == [True, True, False]
+    finally:
+        await limiter.aclose()
