@@ -118,6 +118,21 @@ class GatewayConfig:
     log_level: str = "info"
     log_format: str = "json"
     access_log: bool = True
+    rate_limit_rps: float | None = None
+    rate_limit_burst: float | None = None
+    caller_rate_limit_rps: float | None = None
+    caller_rate_limit_burst: float | None = None
+    method_costs: tuple[tuple[str, float], ...] = ()
+    upstream_queue: int = 128
+    redis_url: str | None = field(default=None, repr=False)
+    replicas: int = 1
+    retry_max_attempts: int = 3
+    retry_base: float = 0.1
+    retry_cap: float = 2.0
+    retry_budget_ratio: float = 0.2
+    breaker_failures: int = 5
+    breaker_open_seconds: float = 10.0
+    idempotency_keys: bool = True
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     @property
@@ -198,6 +213,26 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _costs(text: str) -> tuple[tuple[str, float], ...]:
+    from gateway.limits import parse_costs
+
+    return tuple(parse_costs(text).items())
+
+
+def _redis_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        raise ValueError("expected redis://HOST:PORT/DB, rediss://… or unix:///path")
+    return text.strip()
 
 
 def _bool(text: str) -> bool:
@@ -372,6 +407,112 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "--webhook-tolerance",
         _positive_float,
         "seconds a webhook's timestamp may differ from the gateway's clock",
+    ),
+    Setting(
+        "rate_limit_rps",
+        "GATEWAY_RATE_LIMIT_RPS",
+        "--rate-limit-rps",
+        _positive_float,
+        "global upstream token bucket: requests per second (unset: off)",
+    ),
+    Setting(
+        "rate_limit_burst",
+        "GATEWAY_RATE_LIMIT_BURST",
+        "--rate-limit-burst",
+        _positive_float,
+        "global bucket size (default: one second's worth)",
+    ),
+    Setting(
+        "caller_rate_limit_rps",
+        "GATEWAY_CALLER_RATE_LIMIT_RPS",
+        "--caller-rate-limit-rps",
+        _positive_float,
+        "per-caller bucket, keyed by a hash of the caller's credential (unset: off)",
+    ),
+    Setting(
+        "caller_rate_limit_burst",
+        "GATEWAY_CALLER_RATE_LIMIT_BURST",
+        "--caller-rate-limit-burst",
+        _positive_float,
+        "per-caller bucket size (default: one second's worth)",
+    ),
+    Setting(
+        "method_costs",
+        "GATEWAY_METHOD_COSTS",
+        "--method-costs",
+        _costs,
+        "tokens a call costs, per method, e.g. RunAgent=5,AgentService/ListAgents=2 (default 1)",
+    ),
+    Setting(
+        "upstream_queue",
+        "GATEWAY_UPSTREAM_QUEUE",
+        "--upstream-queue",
+        _non_negative_int,
+        "calls that may wait for an upstream slot; beyond, RESOURCE_EXHAUSTED at once",
+    ),
+    Setting(
+        "redis_url",
+        "GATEWAY_REDIS_URL",
+        "--redis-url",
+        _redis_url,
+        "keep the rate-limit buckets in Redis, shared by every gateway process",
+        secret=True,
+    ),
+    Setting(
+        "replicas",
+        "GATEWAY_REPLICAS",
+        "--replicas",
+        _positive_int,
+        "gateway processes sharing the quota; while Redis is unreachable each admits 1/N",
+    ),
+    Setting(
+        "retry_max_attempts",
+        "GATEWAY_RETRY_MAX_ATTEMPTS",
+        "--retry-max-attempts",
+        _positive_int,
+        "attempts per call, the first included (1: no retries)",
+    ),
+    Setting(
+        "retry_base",
+        "GATEWAY_RETRY_BASE",
+        "--retry-base",
+        _non_negative_float,
+        "seconds: backoff before retry n is uniform(0, min(cap, base * 2**n))",
+    ),
+    Setting(
+        "retry_cap",
+        "GATEWAY_RETRY_CAP",
+        "--retry-cap",
+        _non_negative_float,
+        "longest backoff in seconds",
+    ),
+    Setting(
+        "retry_budget_ratio",
+        "GATEWAY_RETRY_BUDGET_RATIO",
+        "--retry-budget-ratio",
+        _non_negative_float,
+        "retries allowed as a share of calls over the last 10 s (plus 10/s)",
+    ),
+    Setting(
+        "breaker_failures",
+        "GATEWAY_BREAKER_FAILURES",
+        "--breaker-failures",
+        _positive_int,
+        "consecutive upstream failures that open the circuit breaker",
+    ),
+    Setting(
+        "breaker_open_seconds",
+        "GATEWAY_BREAKER_OPEN_SECONDS",
+        "--breaker-open-seconds",
+        _positive_float,
+        "seconds the breaker fails fast before letting a probe through",
+    ),
+    Setting(
+        "idempotency_keys",
+        "GATEWAY_GENERATE_IDEMPOTENCY_KEYS",
+        "--generate-idempotency-keys",
+        _bool,
+        "give every POST without the caller's idempotency-key one of its own (safe retries)",
     ),
     Setting("log_level", "GATEWAY_LOG_LEVEL", "--log-level", _choice(LOG_LEVELS), "log level"),
     Setting(

@@ -40,11 +40,14 @@ from gateway.auth import CredentialPolicy
 from gateway.codec import CodecRegistry
 from gateway.config import GatewayConfig
 from gateway.errors import CallStatus, to_status
+from gateway.limits import CostTable, RateLimit
 from gateway.metadata import read_metadata, request_id_of
 from gateway.redaction import Redactor
+from gateway.retry import RetryPolicy
 from gateway.routes import Route, RouteTable, http_rule
 from gateway.streaming import SseRelay, StreamSettings
 from gateway.telemetry import Call, Telemetry
+from gateway.traffic import TrafficControl, TrafficSettings
 from gateway.transcoder import Transcoder
 from gateway.upstream import Upstream, UpstreamSettings
 from gateway.watch import WatchHub, WatchSettings
@@ -54,6 +57,31 @@ log = logging.getLogger("gateway.server")
 
 CONTRACT_PACKAGE = "gagiteck.v1"
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def traffic_settings(config: GatewayConfig) -> TrafficSettings:
+    """The traffic-control part of the configuration."""
+
+    def limit(rps: float | None, burst: float | None) -> RateLimit | None:
+        return None if rps is None else RateLimit(rps, burst if burst is not None else rps)
+
+    return TrafficSettings(
+        global_limit=limit(config.rate_limit_rps, config.rate_limit_burst),
+        caller_limit=limit(config.caller_rate_limit_rps, config.caller_rate_limit_burst),
+        costs=CostTable(overrides=dict(config.method_costs)),
+        concurrency=config.upstream_concurrency,
+        queue=config.upstream_queue,
+        redis_url=config.redis_url,
+        replicas=config.replicas,
+        retry=RetryPolicy(
+            max_attempts=config.retry_max_attempts,
+            base=config.retry_base,
+            cap=config.retry_cap,
+        ),
+        retry_budget_ratio=config.retry_budget_ratio,
+        breaker_failures=config.breaker_failures,
+        breaker_open_seconds=config.breaker_open_seconds,
+    )
 
 
 class State(enum.Enum):
@@ -134,10 +162,13 @@ class Gateway:
             self.telemetry,
             "unary",
         )
+        self.traffic = TrafficControl(traffic_settings(config), self.upstream.host)
         self.transcoder = Transcoder(
             self.upstream,
             CredentialPolicy(config.auth_mode, config.upstream_api_key),
             config.upstream_timeout,
+            self.traffic,
+            config.idempotency_keys,
         )
         # Long-lived streams get a pool of their own so they cannot starve unary calls.
         self.stream_upstream = Upstream(
@@ -265,6 +296,7 @@ class Gateway:
             await self._server.stop(grace)
         await self.watches.close()
         await self.relay.close()
+        await self.traffic.close()
         if self.admin is not None:
             await self.admin.close()
         await self.upstream.close()

@@ -85,6 +85,15 @@ class SseRelay:
         http = route.build(request)
         headers = self.transcoder.headers(route, caller, http.body is not None)
         headers["Accept"] = f"{_EVENT_STREAM}, application/json;q=0.5"
+        traffic = self.transcoder.traffic
+        await traffic.admit(
+            grpc_method=route.full_method,
+            caller=caller.authorization,
+            upstream_credential=headers.get("Authorization"),
+            deadline=traffic.deadline(
+                self.transcoder.timeout(time_remaining) if time_remaining is not None else 60.0
+            ),
+        )
         state = _RelayState(route, spec, request)
         try:
             async with self.upstream.stream(

@@ -7,6 +7,7 @@ by the server's single boundary.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import orjson
@@ -17,6 +18,7 @@ from gateway.errors import UpstreamAnswer, UpstreamHTTPError, UpstreamUnreadable
 from gateway.metadata import CallerMetadata
 from gateway.routes import Route
 from gateway.telemetry import TraceParent
+from gateway.traffic import TrafficControl, TrafficSettings
 from gateway.upstream import Upstream
 
 _JSON = "application/json"
@@ -26,21 +28,36 @@ class Transcoder:
     """Performs unary calls for any compiled route."""
 
     def __init__(
-        self, upstream: Upstream, credentials: CredentialPolicy, default_timeout: float
+        self,
+        upstream: Upstream,
+        credentials: CredentialPolicy,
+        default_timeout: float,
+        traffic: TrafficControl | None = None,
+        generate_idempotency_keys: bool = True,
     ) -> None:
         self.upstream = upstream
         self.credentials = credentials
         self.default_timeout = default_timeout
+        self.traffic = traffic or TrafficControl(TrafficSettings(), upstream.host)
+        self.generate_idempotency_keys = generate_idempotency_keys
 
     def headers(self, route: Route, caller: CallerMetadata, has_body: bool) -> dict[str, str]:
+        """The upstream request's headers, built once per call and reused by its retries.
+
+        Every POST carries an ``Idempotency-Key``: the caller's, or one made for this call
+        (so that its retries cannot create twice). A PATCH carries the caller's, if any.
+        """
         headers = {"X-Request-ID": caller.request_id}
         authorization = self.credentials.authorization(caller.authorization)
         if authorization:
             headers["Authorization"] = authorization
         if has_body:
             headers["Content-Type"] = _JSON
-        if caller.idempotency_key and route.http_method == "POST":
-            headers["Idempotency-Key"] = caller.idempotency_key
+        key = caller.idempotency_key
+        if key is None and route.http_method == "POST" and self.generate_idempotency_keys:
+            key = uuid.uuid4().hex
+        if key and route.http_method in ("POST", "PATCH"):
+            headers["Idempotency-Key"] = key
         return headers
 
     def timeout(self, time_remaining: float | None) -> float:
@@ -55,17 +72,40 @@ class Transcoder:
         trace: TraceParent | None = None,
     ) -> Message:
         http = route.build(request)
-        answer = await self.upstream.request(
-            http.method,
-            http.path,
+        headers = self.headers(route, caller, http.body is not None)
+        traffic = self.traffic
+        deadline = traffic.deadline(self.timeout(time_remaining))
+
+        async def attempt(number: int) -> Message:
+            async def send(timeout: float) -> UpstreamAnswer:
+                return await self.upstream.request(
+                    http.method,
+                    http.path,
+                    route=route.route_template,
+                    query=http.query,
+                    body=http.body,
+                    headers=headers,
+                    timeout=timeout,
+                    trace=trace,
+                    attempt=number,
+                )
+
+            return await traffic.exchange(
+                send,
+                lambda answer: decode_answer(route, answer),
+                grpc_method=route.full_method,
+                caller=caller.authorization,
+                upstream_credential=headers.get("Authorization"),
+                deadline=deadline,
+            )
+
+        return await traffic.call(
+            attempt,
+            method=http.method,
             route=route.route_template,
-            query=http.query,
-            body=http.body,
-            headers=self.headers(route, caller, http.body is not None),
-            timeout=self.timeout(time_remaining),
-            trace=trace,
+            keyed="Idempotency-Key" in headers,
+            deadline=deadline,
         )
-        return decode_answer(route, answer)
 
 
 def decode_answer(route: Route, answer: UpstreamAnswer) -> Message:

@@ -32,7 +32,7 @@ import grpc
 import orjson
 from google.protobuf.message import Message
 
-from gateway.errors import GatewayError, UpstreamHTTPError, retry_delay
+from gateway.errors import GatewayError, Refused, UpstreamAnswer, UpstreamHTTPError, retry_delay
 from gateway.metadata import CallerMetadata, new_request_id
 from gateway.metrics import Metrics
 from gateway.routes import Route, WatchSpec
@@ -149,16 +149,36 @@ class Poller:
             await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _poll_once(self) -> tuple[_Update, float | None]:
+        """One GET through the breaker, the upstream window and the global bucket."""
         self.polls += 1
-        try:
-            answer = await self.hub.transcoder.upstream.request(
+        transcoder = self.hub.transcoder
+        traffic = transcoder.traffic
+        headers = {**self.headers, "X-Request-ID": new_request_id()}
+
+        async def send(timeout: float) -> UpstreamAnswer:
+            return await transcoder.upstream.request(
                 "GET",
                 self.path,
                 route=self.route.route_template,
-                headers={**self.headers, "X-Request-ID": new_request_id()},
-                timeout=self.hub.settings.poll_timeout,
+                headers=headers,
+                timeout=timeout,
                 trace=self.trace,
             )
+
+        try:
+            answer = await traffic.exchange(
+                send,
+                _server_errors_raised,
+                grpc_method=self.route.full_method,
+                caller=None,
+                upstream_credential=headers.get("Authorization"),
+                deadline=traffic.deadline(self.hub.settings.poll_timeout),
+                slot=False,
+            )
+        except UpstreamHTTPError as exc:
+            return _Update(error=exc), retry_delay(exc.answer.headers)
+        except Refused as exc:
+            return _Update(error=exc), exc.retry_after
         except GatewayError as exc:
             return _Update(error=exc), None
         delay = retry_delay(answer.headers) if answer.status == 429 else None
@@ -189,6 +209,13 @@ class Poller:
         for watcher in self.watchers:
             watcher.offer(update)
         return True
+
+
+def _server_errors_raised(answer: UpstreamAnswer) -> UpstreamAnswer:
+    """Lets the breaker see a 5xx poll as a failure; other answers are read by the poller."""
+    if answer.status >= 500:
+        raise UpstreamHTTPError(answer, "GET")
+    return answer
 
 
 class WatchHub:

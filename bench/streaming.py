@@ -1,0 +1,285 @@
+"""Streaming figures: added time to first event, events/s relayed, memory per idle stream.
+
+    .venv/bin/python bench/streaming.py        (make bench-streaming)
+
+Everything runs on 127.0.0.1: bench/sse_upstream.py (a fixed-cost SSE server), the
+gateway (``python -m gateway serve``, pinned to CPU 0), and the clients on CPU 1.
+
+1. **Added time to first event.** One stream at a time, alternating direct (an aiohttp
+   client reading the upstream's SSE until the first event) and through the gateway (a
+   grpc.aio client until the first message), ``TTFE_ROUNDS`` of each; the medians and
+   their difference.
+2. **Events/s relayed with 100 concurrent streams.** ghz calls StreamAgentRun with 100
+   calls in flight for ``EVENTS_SECONDS``; each call relays ``EVENTS_PER_RUN`` + 3
+   events. Events/s = completed calls * events per call / seconds; the gateway's CPU
+   time per event is read from /proc.
+3. **Memory per idle stream.** ``IDLE_STREAMS`` streams that stay open (the upstream sends
+   the first event, then only heartbeats); the gateway's resident set size before and
+   after they are all open, divided by their number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import aiohttp  # noqa: E402
+import grpc  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402
+from systems import free_port  # noqa: E402
+from tooling import BUILD, GHZ, PYTHON, ROOT, descriptor_set, go_tool  # noqa: E402
+
+TTFE_ROUNDS = int(os.environ.get("TTFE_ROUNDS", "300"))
+EVENTS_SECONDS = float(os.environ.get("EVENTS_SECONDS", "10"))
+EVENTS_PER_RUN = int(os.environ.get("EVENTS_PER_RUN", "200"))
+IDLE_STREAMS = int(os.environ.get("IDLE_STREAMS", "1000"))
+METHOD = "gagiteck.v1.AgentService/StreamAgentRun"
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def start(argv: list[str], cpus: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["taskset", "-c", cpus, *argv],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_http(url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise SystemExit(f"bench: {url} did not come up")
+
+
+async def wait_grpc(target: str) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub: Any = health_pb2_grpc.HealthStub(channel)
+        for _ in range(200):
+            try:
+                await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                return
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.05)
+    raise SystemExit(f"bench: the gateway at {target} did not come up")
+
+
+async def first_event_direct(session: aiohttp.ClientSession, url: str) -> float:
+    started = time.perf_counter()
+    async with session.post(f"{url}/v1/agents/fast-10/run", json={"message": "hi"}) as response:
+        buffer = b""
+        async for chunk in response.content.iter_any():
+            buffer += chunk
+            if b"\n\n" in buffer:
+                elapsed = time.perf_counter() - started
+                break
+        await response.read()
+    return elapsed
+
+
+async def first_event_gateway(stub: Any, request: Any) -> float:
+    started = time.perf_counter()
+    call = stub.StreamAgentRun(request, timeout=10)
+    await call.read()
+    elapsed = time.perf_counter() - started
+    while await call.read() is not grpc.aio.EOF:
+        pass
+    return elapsed
+
+
+async def time_to_first_event(upstream: str, target: str) -> dict[str, float]:
+    from gagiteck.v1 import agent_pb2, agent_pb2_grpc
+
+    direct: list[float] = []
+    relayed: list[float] = []
+    request = agent_pb2.StreamAgentRunRequest(agent_id="fast-10", message="hi")
+    async with aiohttp.ClientSession() as session, grpc.aio.insecure_channel(target) as channel:
+        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        for _ in range(20):  # warm both paths (connections, caches)
+            await first_event_direct(session, upstream)
+            await first_event_gateway(stub, request)
+        for _ in range(TTFE_ROUNDS):
+            direct.append(await first_event_direct(session, upstream))
+            relayed.append(await first_event_gateway(stub, request))
+    d, r = statistics.median(direct), statistics.median(relayed)
+    return {"direct_ms": d * 1e3, "gateway_ms": r * 1e3, "added_ms": (r - d) * 1e3}
+
+
+def events_per_second(target: str, gateway_pid: int) -> dict[str, float]:
+    ghz = go_tool(GHZ)
+    protoset = descriptor_set()
+    request = json.dumps({"agent_id": f"fast-{EVENTS_PER_RUN}", "message": "hi"})
+    before = cpu_seconds(gateway_pid)
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            "1",
+            str(ghz),
+            "--insecure",
+            "--protoset",
+            str(protoset),
+            "--call",
+            METHOD,
+            "-d",
+            request,
+            "-c",
+            "100",
+            "-z",
+            f"{EVENTS_SECONDS:g}s",
+            "--duration-stop",
+            "wait",
+            "--connections",
+            "4",
+            "-O",
+            "json",
+            target,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    cpu = cpu_seconds(gateway_pid) - before
+    report = json.loads(out.stdout)
+    statuses = report.get("statusCodeDistribution") or {}
+    ok = statuses.get("OK", 0)
+    if ok == 0 or set(statuses) != {"OK"}:
+        raise SystemExit(f"bench: streaming calls failed: {statuses} {out.stderr[-500:]}")
+    seconds = report["total"] / 1e9
+    events = ok * (EVENTS_PER_RUN + 3)
+    return {
+        "calls": ok,
+        "events_per_s": events / seconds,
+        "cpu_us_per_event": cpu / events * 1e6,
+    }
+
+
+async def idle_stream_memory(target: str, upstream: str, gateway_pid: int) -> dict[str, float]:
+    from gagiteck.v1 import agent_pb2, agent_pb2_grpc
+
+    request = agent_pb2.StreamAgentRunRequest(agent_id="idle", message="hi")
+    channels = [grpc.aio.insecure_channel(target) for _ in range(10)]
+    calls: list[Any] = []
+    try:
+        for channel in channels:  # warm-up: one stream per channel, then closed
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            call = stub.StreamAgentRun(request, timeout=120)
+            await call.read()
+            call.cancel()
+        await asyncio.sleep(1.0)
+        baseline = rss_bytes(gateway_pid)
+        for i in range(IDLE_STREAMS):
+            stub = agent_pb2_grpc.AgentServiceStub(channels[i % len(channels)])
+            calls.append(stub.StreamAgentRun(request, timeout=120))
+        await asyncio.gather(*(call.read() for call in calls))
+        async with aiohttp.ClientSession() as session, session.get(f"{upstream}/stats") as got:
+            open_upstream = (await got.json())["open"]
+        await asyncio.sleep(1.0)
+        loaded = rss_bytes(gateway_pid)
+    finally:
+        for call in calls:
+            call.cancel()
+        for channel in channels:
+            await channel.close()
+    return {
+        "streams": IDLE_STREAMS,
+        "open_upstream": open_upstream,
+        "rss_before_mib": baseline / 2**20,
+        "rss_after_mib": loaded / 2**20,
+        "kib_per_stream": (loaded - baseline) / IDLE_STREAMS / 1024,
+    }
+
+
+async def main() -> int:
+    upstream_port, grpc_port = free_port(), free_port()
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    target = f"127.0.0.1:{grpc_port}"
+    sse = start([str(PYTHON), str(HERE / "sse_upstream.py"), str(upstream_port)], "1")
+    gateway = start(
+        [str(PYTHON), "-m", "gateway", "serve"],
+        "0",
+        {
+            "GATEWAY_LISTEN": target,
+            "GATEWAY_UPSTREAM_URL": upstream,
+            "GATEWAY_ADMIN_LISTEN": "off",
+            "GATEWAY_LOG_LEVEL": "warning",
+            "GATEWAY_STREAM_CONCURRENCY": str(IDLE_STREAMS + 100),
+        },
+    )
+    try:
+        await wait_http(f"{upstream}/stats")
+        await wait_grpc(target)
+        results = {
+            "time_to_first_event": await time_to_first_event(upstream, target),
+            "events": events_per_second(target, gateway.pid),
+            "idle_streams": await idle_stream_memory(target, upstream, gateway.pid),
+        }
+    finally:
+        for process in (gateway, sse):
+            process.terminate()
+            process.wait(timeout=20)
+    (BUILD / "streaming.json").write_text(json.dumps(results, indent=2))
+    ttfe, events, idle = (
+        results["time_to_first_event"],
+        results["events"],
+        results["idle_streams"],
+    )
+    rows = [
+        ("figure", "measured", "target"),
+        ("---", "---", "---"),
+        (
+            f"time to first event, direct (median of {TTFE_ROUNDS})",
+            f"{ttfe['direct_ms']:.3f} ms",
+            "",
+        ),
+        ("time to first event, through the gateway", f"{ttfe['gateway_ms']:.3f} ms", ""),
+        ("added time to first event", f"{ttfe['added_ms']:.3f} ms", "≤ 1 ms"),
+        (
+            f"events/s relayed, 100 concurrent streams of {EVENTS_PER_RUN + 3} events",
+            f"{events['events_per_s']:,.0f}",
+            "≥ 20,000",
+        ),
+        ("gateway CPU per relayed event", f"{events['cpu_us_per_event']:.1f} µs", ""),
+        (
+            f"resident memory per idle stream ({idle['streams']} open)",
+            f"{idle['kib_per_stream']:.1f} KiB",
+            "≤ 40 KiB",
+        ),
+        (
+            "gateway RSS before / after opening them",
+            f"{idle['rss_before_mib']:.1f} / {idle['rss_after_mib']:.1f} MiB",
+            "",
+        ),
+    ]
+    print("\n".join("| " + " | ".join(row) + " |" for row in rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

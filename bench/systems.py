@@ -1,0 +1,314 @@
+"""The servers under test, each a process pinned to the same CPUs, and the load tools.
+
+Every gRPC system serves ``gagiteck.v1.AgentService/GetAgent`` on 127.0.0.1 in front of
+the same nginx upstream: the naive passthrough, vanguard-go, and the gateway (one process
+per variant: a variant is a name and extra environment, e.g. tracing or limits switched on).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from tooling import BUILD, PYTHON, ROOT
+from upstream import AGENT_ID, expected_agent
+
+LOGS = BUILD / "logs"
+METHOD = "gagiteck.v1.AgentService/GetAgent"
+CREDENTIAL = "Bearer ggt_bench_0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def check_answer(target: str, timeout: float = 5.0) -> str | None:
+    """One GetAgent call; None when the answer is exactly the expected Agent, else why not."""
+    from gagiteck.v1 import agent_pb2, agent_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        stub: Any = agent_pb2_grpc.AgentServiceStub(channel)
+        try:
+            answer = stub.GetAgent(
+                agent_pb2.GetAgentRequest(agent_id=AGENT_ID),
+                timeout=timeout,
+                metadata=[("authorization", CREDENTIAL)],
+            )
+        except grpc.RpcError as exc:
+            return f"{exc.code().name}: {exc.details()}"
+    if answer != expected_agent():
+        return f"unexpected answer: {answer}"
+    return None
+
+
+@dataclass
+class Variant:
+    """A gateway configuration to measure: a name, extra environment, and its CPUs."""
+
+    name: str
+    env: dict[str, str] = field(default_factory=dict)
+    cpus: str | None = None  # None: the CPUs every system under test gets
+
+
+@dataclass
+class GrpcSystem:
+    """A gRPC server process pinned to ``cpus``; ``target`` is its HOST:PORT."""
+
+    name: str
+    argv: list[str]
+    cpus: str
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    process: subprocess.Popen[str] | None = None
+    announces_port: bool = False
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        log = (LOGS / f"{self.name.replace(' ', '_').replace('/', '_')}.log").open("w")
+        self.process = subprocess.Popen(
+            ["taskset", "-c", self.cpus, *self.argv],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            stdout=subprocess.PIPE if self.announces_port else log,
+            stderr=log,
+            text=True,
+        )
+        if self.announces_port:
+            assert self.process.stdout is not None
+            line = self.process.stdout.readline()
+            if not line.startswith("PORT "):
+                raise SystemExit(f"bench: {self.name} did not start; see {log.name}")
+            self.port = int(line.split()[1])
+        deadline = time.monotonic() + 60
+        problem: str | None = "not started"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"bench: {self.name} exited at start; see {log.name}")
+            problem = check_answer(self.target, timeout=2)
+            if problem is None:
+                return
+            time.sleep(0.2)
+        raise SystemExit(f"bench: {self.name} never answered GetAgent correctly: {problem}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def naive_system(upstream_url: str, cpus: str) -> GrpcSystem:
+    return GrpcSystem(
+        "naive passthrough",
+        [str(PYTHON), "bench/naive_passthrough.py", "--upstream", upstream_url],
+        cpus,
+        announces_port=True,
+    )
+
+
+def vanguard_system(binary: Path, upstream_url: str, cpus: str) -> GrpcSystem:
+    return GrpcSystem(
+        "vanguard-go",
+        [str(binary), "-upstream", upstream_url],
+        cpus,
+        env={"GOMAXPROCS": str(len(cpu_list(cpus)))},
+        announces_port=True,
+    )
+
+
+def gateway_system(variant: Variant, upstream_url: str, cpus: str) -> GrpcSystem:
+    port = free_port()
+    env = {
+        "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+        "GATEWAY_UPSTREAM_URL": upstream_url,
+        "GATEWAY_LOG_LEVEL": "warning",
+        # each gateway process gets its own admin port (a setting that may not exist yet;
+        # unknown GATEWAY_* variables are ignored)
+        "GATEWAY_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
+        **variant.env,
+    }
+    return GrpcSystem(
+        variant.name,
+        [str(PYTHON), "-m", "gateway", "serve"],
+        variant.cpus or cpus,
+        env=env,
+        port=port,
+    )
+
+
+def cpu_list(cpus: str) -> list[int]:
+    out: list[int] = []
+    for part in cpus.split(","):
+        low, _, high = part.partition("-")
+        out.extend(range(int(low), int(high or low) + 1))
+    return out
+
+
+# --------------------------------------------------------------------------- load tools
+
+
+def request_file() -> Path:
+    """The GetAgentRequest of every call, serialized, for ghz --binary-file."""
+    from gagiteck.v1 import agent_pb2
+
+    path = BUILD / "get_agent_request.bin"
+    path.write_bytes(agent_pb2.GetAgentRequest(agent_id=AGENT_ID).SerializeToString())
+    return path
+
+
+@dataclass
+class Load:
+    calls: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: dict[str, int]
+    client_cpu_seconds: float = 0.0
+    client_peak_rss: int = 0
+
+
+def ghz(
+    binary: Path,
+    protoset: Path,
+    target: str,
+    cpus: str,
+    concurrency: int,
+    seconds: float,
+    rps: float | None = None,
+) -> Load:
+    """One ghz run pinned to ``cpus``; every status that is not OK is an error."""
+    argv = [
+        "taskset",
+        "-c",
+        cpus,
+        str(binary),
+        "--insecure",
+        "--protoset",
+        str(protoset),
+        "--call",
+        METHOD,
+        # the request pre-serialized and no templates: ghz's own cost per call drops by
+        # about a third, which matters because it shares its CPU with nginx
+        "--binary-file",
+        str(request_file()),
+        "--disable-template-functions",
+        "--disable-template-data",
+        "-m",
+        json.dumps({"authorization": CREDENTIAL}),
+        "-c",
+        str(concurrency),
+        "-z",
+        f"{seconds:g}s",
+        "--duration-stop",
+        "wait",
+        "--cpus",
+        str(len(cpu_list(cpus))),
+        "-O",
+        "json",
+    ]
+    if rps:
+        argv += ["--rps", str(round(rps))]
+    out = subprocess.run([*argv, target], capture_output=True, text=True, check=False)
+    if out.returncode != 0 or not out.stdout.strip():
+        raise SystemExit(f"bench: ghz failed ({out.returncode}): {out.stderr[-2000:]}")
+    report = json.loads(out.stdout)
+    statuses: dict[str, int] = report.get("statusCodeDistribution") or {}
+    errors = {code: n for code, n in statuses.items() if code != "OK"}
+    for message, n in (report.get("errorDistribution") or {}).items():
+        errors.setdefault(message[:120], n)
+    ok = statuses.get("OK", 0)
+    percentiles = {
+        p["percentage"]: p["latency"] / 1e6 for p in report.get("latencyDistribution") or []
+    }
+    total = report["total"] / 1e9
+    return Load(
+        calls=ok,
+        seconds=total,
+        rps=ok / total if total else 0.0,
+        p50_ms=percentiles.get(50, float("nan")),
+        p99_ms=percentiles.get(99, float("nan")),
+        errors=errors if ok else {**errors, "no successful call": 1},
+    )
+
+
+def rest_load(
+    url: str, cpus: str, concurrency: int, seconds: float, rps: float | None = None
+) -> Load:
+    """bench/rest_load.py pinned to ``cpus`` (the direct REST client)."""
+    argv = [
+        "taskset",
+        "-c",
+        cpus,
+        str(PYTHON),
+        "bench/rest_load.py",
+        url,
+        AGENT_ID,
+        "--concurrency",
+        str(concurrency),
+        "--seconds",
+        str(seconds),
+    ]
+    if rps:
+        argv += ["--rps", str(rps)]
+    out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"bench: rest_load failed: {out.stderr[-2000:]}")
+    r = json.loads(out.stdout)
+    return Load(
+        calls=r["calls"],
+        seconds=r["seconds"],
+        rps=r["rps"],
+        p50_ms=r["p50_ms"],
+        p99_ms=r["p99_ms"],
+        errors=r["errors"] if r["calls"] else {**r["errors"], "no successful call": 1},
+        client_cpu_seconds=r["cpu_seconds"],
+        client_peak_rss=r["peak_rss"],
+    )
+
+
+def wrk(binary: str, url: str, cpus: str, connections: int, seconds: float) -> Load:
+    """wrk (one thread) against the upstream: how much nginx serves on its CPU."""
+    out = subprocess.run(
+        ["taskset", "-c", cpus, binary, "-t1", f"-c{connections}", f"-d{seconds:g}s", url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"bench: wrk failed: {out.stderr[-2000:]}")
+    calls, errors, elapsed = 0, {}, seconds
+    for line in out.stdout.splitlines():
+        words = line.split()
+        if "requests in" in line:
+            calls, elapsed = int(words[0]), float(words[3].rstrip(",").rstrip("s"))
+        elif line.strip().startswith("Non-2xx"):
+            errors["non-2xx"] = int(words[-1])
+        elif line.strip().startswith("Socket errors"):
+            errors["socket errors"] = 1
+    if not calls:
+        print(out.stdout, file=sys.stderr)
+        errors["no successful call"] = 1
+    return Load(calls, elapsed, calls / elapsed, float("nan"), float("nan"), errors)

@@ -1,0 +1,181 @@
+"""Traffic control in the call path: the building blocks, assembled once per gateway.
+
+An upstream call (unary, or the opening of a stream) goes through, in this order::
+
+    retries (budget, backoff with full jitter, inside the deadline)      gateway/retry.py
+      └─ each attempt:
+           circuit breaker (fail fast while open)                         gateway/breaker.py
+           upstream window (hold while the upstream says it is spent)     gateway/upstream_window.py
+           rate limits: global bucket + the caller's bucket               gateway/limits.py
+           concurrency slot (bounded FIFO queue; unary calls only)        gateway/concurrency.py
+           the HTTP exchange                                              gateway/upstream.py
+           the answer's X-RateLimit-* / Retry-After update the window
+
+Retries wrap the whole chain because every attempt spends quota and a slot; the slot is held
+only during the exchange, never during a backoff. Refusals are :class:`Refused` errors with
+RetryInfo and QuotaFailure, answered by the server's error boundary.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
+
+from gateway.breaker import CircuitBreaker, verdict_of
+from gateway.clock import Clock, MonotonicClock
+from gateway.concurrency import ConcurrencyLimiter
+from gateway.errors import UpstreamAnswer
+from gateway.limits import CostTable, Limiter, LocalLimiter, RateLimit, caller_digest
+from gateway.redis_limits import RedisLimiter, shared_limiter
+from gateway.retry import RetryBudget, RetryEvent, RetryPolicy, call_with_retries
+from gateway.upstream_window import UpstreamWindow, WindowTable
+
+T = TypeVar("T")
+
+SLOW_ATTEMPT: Final = 1.0
+"""An attempt with at least this long to run may count its timeout against the breaker;
+a caller with a tiny deadline must not open the breaker for everyone."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSettings:
+    global_limit: RateLimit | None = None
+    caller_limit: RateLimit | None = None
+    costs: CostTable = field(default_factory=CostTable)
+    concurrency: int = 64
+    queue: int = 128
+    redis_url: str | None = None
+    replicas: int = 1
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry_budget_ratio: float = 0.2
+    retry_budget_floor: float = 10.0
+    breaker_failures: int = 5
+    breaker_open_seconds: float = 10.0
+
+
+class TrafficControl:
+    """The process's limiters, breaker, windows and retry budget."""
+
+    def __init__(
+        self,
+        settings: TrafficSettings,
+        upstream_host: str,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or MonotonicClock()
+        self.rng = rng or random.Random()
+        self.limiter: Limiter = (
+            shared_limiter(
+                settings.redis_url,
+                self.clock,
+                settings.global_limit,
+                settings.caller_limit,
+                replicas=settings.replicas,
+            )
+            if settings.redis_url
+            else LocalLimiter(self.clock, settings.global_limit, settings.caller_limit)
+        )
+        self.concurrency = ConcurrencyLimiter(settings.concurrency, settings.queue, self.clock)
+        self.budget = RetryBudget(
+            self.clock,
+            ratio=settings.retry_budget_ratio,
+            min_per_second=settings.retry_budget_floor,
+        )
+        self.breaker = CircuitBreaker(
+            upstream_host or "upstream",
+            self.clock,
+            failure_threshold=settings.breaker_failures,
+            open_for=settings.breaker_open_seconds,
+        )
+        self.windows = WindowTable(lambda key: UpstreamWindow(self.clock, subject="upstream"))
+        self._on_retry = on_retry
+
+    def deadline(self, seconds: float) -> float:
+        return self.clock.monotonic() + seconds
+
+    def time_left(self, deadline: float) -> float:
+        return deadline - self.clock.monotonic()
+
+    async def call(
+        self,
+        attempt: Callable[[int], Awaitable[T]],
+        *,
+        method: str,
+        route: str,
+        keyed: bool,
+        deadline: float,
+    ) -> T:
+        """``attempt(n)`` with retries under the policy, the budget and the deadline."""
+
+        def note(event: RetryEvent) -> None:
+            if self._on_retry is not None:
+                self._on_retry(route)
+
+        return await call_with_retries(
+            attempt,
+            method=method,
+            has_idempotency_key=keyed,
+            deadline=deadline,
+            clock=self.clock,
+            rng=self.rng,
+            policy=self.settings.retry,
+            budget=self.budget,
+            on_retry=note,
+        )
+
+    async def exchange(
+        self,
+        send: Callable[[float], Awaitable[UpstreamAnswer]],
+        check: Callable[[UpstreamAnswer], T],
+        *,
+        grpc_method: str,
+        caller: str | None,
+        upstream_credential: str | None,
+        deadline: float,
+        slot: bool = True,
+    ) -> T:
+        """One attempt through breaker, window, limits and slot; ``send(timeout)`` does I/O.
+
+        ``check`` turns the answer into the result or raises (inside the breaker's guard,
+        so a 503 counts as a failure of the upstream).
+        """
+        timeouts_count = self.time_left(deadline) >= SLOW_ATTEMPT
+        window = self.windows.get(caller_digest(upstream_credential or ""))
+        with self.breaker.guard(lambda e: verdict_of(e, timeouts_count=timeouts_count)):
+            await window.until_open(deadline)
+            await self.limiter.acquire(
+                caller or "", self.settings.costs.cost(grpc_method), deadline
+            )
+            if slot:
+                async with self.concurrency.slot(deadline):
+                    answer = await send(self.time_left(deadline))
+            else:
+                answer = await send(self.time_left(deadline))
+            window.observe(answer.status, answer.headers)
+            return check(answer)
+
+    async def admit(
+        self,
+        *,
+        grpc_method: str,
+        caller: str | None,
+        upstream_credential: str | None,
+        deadline: float,
+    ) -> None:
+        """Admission for the opening of a stream: the upstream window and the rate limits.
+
+        Streams have their own connection pool, take no unary slot and are never retried
+        (a stream that has started cannot be repeated).
+        """
+        window = self.windows.get(caller_digest(upstream_credential or ""))
+        await window.until_open(deadline)
+        await self.limiter.acquire(caller or "", self.settings.costs.cost(grpc_method), deadline)
+
+    async def close(self) -> None:
+        if isinstance(self.limiter, RedisLimiter):
+            await self.limiter.aclose()
