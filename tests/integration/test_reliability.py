@@ -1,0 +1,338 @@
+"""Traffic control end to end: faults of a real upstream, and what callers see.
+
+Each test writes the figures it measured to ``build/reliability/<test>.json`` so that
+docs/RELIABILITY.md can quote a run (``make test`` or
+``pytest tests/integration/test_reliability.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from gagiteck.v1 import agent_pb2, agent_pb2_grpc
+
+from gateway.emulator import EmulatorConfig, Faults, RunningEmulator, running_emulator
+from tests.harness import RunningGateway, details_of, serving_app, serving_gateway
+
+FIGURES = Path(__file__).resolve().parents[2] / "build" / "reliability"
+
+
+def record(name: str, figures: dict[str, Any]) -> None:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    (FIGURES / f"{name}.json").write_text(json.dumps(figures, indent=2, sort_keys=True))
+
+
+def _agents(gateway: RunningGateway) -> agent_pb2_grpc.AgentServiceAsyncStub:
+    return agent_pb2_grpc.AgentServiceStub(gateway.channel)
+
+
+async def _create_many(
+    gateway: RunningGateway, count: int, concurrency: int = 10
+) -> tuple[list[agent_pb2.Agent], list[grpc.aio.AioRpcError]]:
+    agents = _agents(gateway)
+    made: list[agent_pb2.Agent] = []
+    failed: list[grpc.aio.AioRpcError] = []
+    names = iter(range(count))
+
+    async def worker() -> None:
+        for i in names:
+            try:
+                made.append(
+                    await agents.CreateAgent(
+                        agent_pb2.CreateAgentRequest(agent=agent_pb2.Agent(name=f"agent-{i}")),
+                        timeout=20,
+                    )
+                )
+            except grpc.aio.AioRpcError as exc:
+                failed.append(exc)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return made, failed
+
+
+def _stored_agents(emulator: RunningEmulator) -> list[Any]:
+    state = emulator.state
+    return list(state.store.agents.of(state.demo_user.id))
+
+
+def _names_in(emulator: RunningEmulator) -> list[str]:
+    return [agent.name for agent in _stored_agents(emulator)]
+
+
+@pytest_asyncio.fixture
+async def faulty() -> AsyncIterator[tuple[RunningEmulator, RunningGateway]]:
+    config = EmulatorConfig(open_mode=True)
+    async with (
+        running_emulator(config) as emulator,
+        serving_gateway(emulator.url, breaker_failures=1000, retry_budget_ratio=1.0) as gateway,
+    ):
+        yield emulator, gateway
+
+
+@pytest.mark.asyncio
+async def test_thirty_percent_503_matches_the_retry_arithmetic(
+    faulty: tuple[RunningEmulator, RunningGateway],
+) -> None:
+    emulator, gateway = faulty
+    emulator.state.set_faults(Faults(error_rate=0.3, error_status=503, seed=7))
+    calls = 400
+    made, failed = await _create_many(gateway, calls)
+    names = _names_in(emulator)
+    expected = calls * 0.3**3  # three attempts, each failing with probability 0.3
+    record(
+        "503_thirty_percent",
+        {
+            "calls": calls,
+            "failed": len(failed),
+            "expected_failed": expected,
+            "created": len(names),
+            "duplicates": len(names) - len(set(names)),
+            "upstream_requests": emulator.state.stats.requests_total,
+        },
+    )
+    assert all(e.code() is grpc.StatusCode.UNAVAILABLE for e in failed)
+    assert all(details_of(e)["ErrorInfo"].metadata["attempts"] == "3" for e in failed)
+    # binomial(400, 0.027): mean 10.8, standard deviation 3.2
+    assert 1 <= len(failed) <= 25
+    assert len(names) == len(set(names)) == len(made)
+
+
+@pytest.mark.asyncio
+async def test_commit_then_drop_never_duplicates(
+    faulty: tuple[RunningEmulator, RunningGateway],
+) -> None:
+    emulator, gateway = faulty
+    emulator.state.set_faults(
+        Faults(drop_rate=0.3, drop_mode="after", paths="^/v1/agents$", methods=("POST",), seed=11)
+    )
+    calls = 300
+    made, failed = await _create_many(gateway, calls)
+    names = _names_in(emulator)
+    replays = emulator.state.stats.idempotent_replays
+    record(
+        "commit_then_drop",
+        {
+            "calls": calls,
+            "succeeded": len(made),
+            "failed": len(failed),
+            "created": len(names),
+            "duplicates": len(names) - len(set(names)),
+            "idempotent_replays": replays,
+        },
+    )
+    assert len(names) == len(set(names)), "a create was applied twice"
+    assert replays > 0
+    by_name = {agent.name: agent.id for agent in _stored_agents(emulator)}
+    assert all(by_name[agent.name] == agent.id for agent in made)
+    # a call that failed three times may still have been created once: never more
+    assert len(made) <= len(names) <= len(made) + len(failed)
+
+
+@pytest.mark.asyncio
+async def test_post_without_key_whose_outcome_is_unknown(
+    faulty: tuple[RunningEmulator, RunningGateway],
+) -> None:
+    emulator, gateway = faulty
+    emulator.state.set_faults(
+        Faults(drop_rate=1.0, drop_mode="after", paths="^/v1/agents$", methods=("POST",))
+    )
+    async with serving_gateway(emulator.url, idempotency_keys=False) as keyless:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await _agents(keyless).CreateAgent(
+                agent_pb2.CreateAgentRequest(agent=agent_pb2.Agent(name="maybe")), timeout=5
+            )
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert details_of(caught.value)["ErrorInfo"].reason == "OUTCOME_UNKNOWN"
+    assert _names_in(emulator) == ["maybe"]  # it was created, and not twice
+
+
+# --------------------------------------------------------------------------- scripted
+
+
+@dataclass
+class Script:
+    answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    default: tuple[int, dict[str, str]] = (200, {})
+    seen: list[float] = field(default_factory=list)
+    delay: float = 0.0
+
+
+@pytest_asyncio.fixture
+async def script() -> AsyncIterator[tuple[Script, Callable[..., Any]]]:
+    scripted = Script()
+
+    async def answer(request: web.Request) -> web.Response:
+        scripted.seen.append(time.monotonic())
+        if scripted.delay:
+            await asyncio.sleep(scripted.delay)
+        status, headers = scripted.answers.pop(0) if scripted.answers else scripted.default
+        body = (
+            {"id": "agent_1", "name": "x"} if status < 300 else {"detail": "no", "status": status}
+        )
+        return web.json_response(body, status=status, headers=headers)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    async with serving_app(app) as url:
+        yield scripted, lambda **settings: serving_gateway(url, **settings)
+
+
+@pytest.mark.asyncio
+async def test_429_retry_after_is_honoured(script: tuple[Script, Callable[..., Any]]) -> None:
+    scripted, gateway_with = script
+    scripted.answers = [(429, {"Retry-After": "2"})]
+    async with gateway_with() as gateway:
+        started = time.monotonic()
+        agent = await _agents(gateway).GetAgent(
+            agent_pb2.GetAgentRequest(agent_id="agent_1"), timeout=6
+        )
+        waited = scripted.seen[1] - scripted.seen[0]
+        assert agent.id == "agent_1"
+        assert waited >= 2.0, f"retried {waited:.3f}s after a Retry-After of 2 s"
+
+        scripted.answers = [(429, {"Retry-After": "2"})]
+        scripted.seen.clear()
+        await asyncio.sleep(2.1)  # the window the first 429 opened is over
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await _agents(gateway).GetAgent(
+                agent_pb2.GetAgentRequest(agent_id="agent_1"), timeout=1
+            )
+        refused_after = time.monotonic() - started
+    retry = details_of(caught.value)["RetryInfo"].retry_delay
+    record(
+        "retry_after",
+        {
+            "retry_after_s": 2,
+            "retried_after_s": waited,
+            "short_deadline_failed_after_s": refused_after,
+        },
+    )
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert retry.seconds + retry.nanos / 1e9 >= 2.0
+    assert len(scripted.seen) == 1, "no second attempt inside a 1 s deadline"
+    assert refused_after < 0.5
+
+
+@pytest.mark.asyncio
+async def test_spent_window_holds_requests_until_reset(
+    script: tuple[Script, Callable[..., Any]],
+) -> None:
+    scripted, gateway_with = script
+    reset = int(time.time()) + 2
+    scripted.answers = [(200, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)})]
+    async with gateway_with() as gateway:
+        agents = _agents(gateway)
+        await agents.GetAgent(agent_pb2.GetAgentRequest(agent_id="agent_1"), timeout=5)
+        await agents.GetAgent(agent_pb2.GetAgentRequest(agent_id="agent_1"), timeout=5)
+    held = scripted.seen[1] - scripted.seen[0]
+    record("upstream_window", {"held_s": held, "reset_in_s": reset - time.time() + held})
+    assert scripted.seen[1] >= scripted.seen[0] + 0.9, "the second request went out early"
+
+
+@pytest.mark.asyncio
+async def test_breaker_opens_fails_fast_and_recovers(
+    script: tuple[Script, Callable[..., Any]],
+) -> None:
+    scripted, gateway_with = script
+    scripted.default = (503, {})
+    async with gateway_with(
+        breaker_failures=3, breaker_open_seconds=0.5, retry_max_attempts=1
+    ) as gateway:
+        agents = _agents(gateway)
+        request = agent_pb2.GetAgentRequest(agent_id="agent_1")
+        for _ in range(3):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await agents.GetAgent(request, timeout=5)
+            assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+        sent = len(scripted.seen)
+        fast: list[float] = []
+        for _ in range(20):
+            started = time.perf_counter()
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await agents.GetAgent(request, timeout=5)
+            fast.append(time.perf_counter() - started)
+            assert details_of(caught.value)["ErrorInfo"].reason == "CIRCUIT_OPEN"
+            assert "RetryInfo" in details_of(caught.value)
+        assert len(scripted.seen) == sent, "requests went upstream while the breaker was open"
+        scripted.default = (200, {})
+        await asyncio.sleep(0.6)
+        assert (await agents.GetAgent(request, timeout=5)).id == "agent_1"  # the probe
+        assert (await agents.GetAgent(request, timeout=5)).id == "agent_1"  # closed again
+    median_ms = statistics.median(fast) * 1e3
+    record("breaker", {"failures_to_open": 3, "open_call_median_ms": median_ms})
+    assert median_ms < 20
+
+
+@pytest.mark.asyncio
+async def test_wait_beyond_the_deadline_is_refused_at_once(
+    script: tuple[Script, Callable[..., Any]],
+) -> None:
+    _, gateway_with = script
+    async with gateway_with(caller_rate_limit_rps=1.0, caller_rate_limit_burst=1.0) as gateway:
+        agents = _agents(gateway)
+        request = agent_pb2.GetAgentRequest(agent_id="agent_1")
+        metadata = (("authorization", "Bearer ggt_reliability_caller"),)
+        await agents.GetAgent(request, metadata=metadata, timeout=5)
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await agents.GetAgent(request, metadata=metadata, timeout=0.3)
+        elapsed = time.monotonic() - started
+        # another caller has a bucket of its own
+        await agents.GetAgent(request, metadata=(("authorization", "Bearer other"),), timeout=5)
+    details = details_of(caught.value)
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert details["ErrorInfo"].reason == "GATEWAY_RATE_LIMITED"
+    subject = details["QuotaFailure"].violations[0].subject
+    assert subject.startswith("caller:")
+    assert "ggt_" not in subject
+    assert details["RetryInfo"].retry_delay.nanos > 0
+    assert elapsed < 0.2
+
+
+@pytest.mark.asyncio
+async def test_overload_beyond_the_queue_is_refused_quickly(
+    script: tuple[Script, Callable[..., Any]],
+) -> None:
+    scripted, gateway_with = script
+    scripted.delay = 0.5
+    async with gateway_with(upstream_concurrency=2, upstream_queue=2) as gateway:
+        agents = _agents(gateway)
+        request = agent_pb2.GetAgentRequest(agent_id="agent_1")
+
+        async def one() -> tuple[float, grpc.StatusCode]:
+            started = time.monotonic()
+            try:
+                await agents.GetAgent(request, timeout=5)
+                code = grpc.StatusCode.OK
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+            return time.monotonic() - started, code
+
+        results = await asyncio.gather(*(one() for _ in range(12)))
+    admitted = [t for t, code in results if code is grpc.StatusCode.OK]
+    refused = [t for t, code in results if code is grpc.StatusCode.RESOURCE_EXHAUSTED]
+    record(
+        "overload",
+        {
+            "offered": 12,
+            "admitted": len(admitted),
+            "refused": len(refused),
+            "admitted_latency_max_s": max(admitted),
+            "refused_latency_max_s": max(refused),
+        },
+    )
+    assert len(admitted) == 4  # 2 in flight + 2 queued
+    assert len(refused) == 8
+    assert max(refused) < 0.3 < min(admitted)
