@@ -143,7 +143,7 @@ async def test_commit_then_drop_never_duplicates(
 async def test_post_without_key_whose_outcome_is_unknown(
     faulty: tuple[RunningEmulator, RunningGateway],
 ) -> None:
-    emulator, gateway = faulty
+    emulator, _ = faulty
     emulator.state.set_faults(
         Faults(drop_rate=1.0, drop_mode="after", paths="^/v1/agents$", methods=("POST",))
     )
