@@ -33,8 +33,10 @@ class AdminServer:
         watches: WatchHub,
         verifier: WebhookVerifier | None,
         metrics: Metrics | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.listen = listen
+        self.reuse_port = reuse_port
         self.ready = ready
         self.watches = watches
         self.verifier = verifier
@@ -57,7 +59,10 @@ class AdminServer:
             return self.port
         runner = web.AppRunner(self.app(), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.listen.host, self.listen.port)
+        # Worker processes share the admin port too; each answers for itself.
+        site = web.TCPSite(
+            runner, self.listen.host, self.listen.port, reuse_port=self.reuse_port or None
+        )
         await site.start()
         self._runner = runner
         self.port = int(runner.addresses[0][1])

@@ -84,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = load_config(os.environ, overrides)
             secrets = Redactor((config.upstream_api_key, config.webhook_secret))
             setup_logging(config.log_level, config.log_format, secrets)
+            if config.workers > 1:
+                from gateway.workers import run_workers
+
+                return run_workers(config, lambda one: asyncio.run(serve(one)))
             asyncio.run(serve(config))
         elif args.command == "emulator":
             setup_logging("info", "text")

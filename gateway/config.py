@@ -133,6 +133,7 @@ class GatewayConfig:
     breaker_failures: int = 5
     breaker_open_seconds: float = 10.0
     idempotency_keys: bool = True
+    workers: int = 1
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     @property
@@ -514,6 +515,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         _bool,
         "give every POST without the caller's idempotency-key one of its own (safe retries)",
     ),
+    Setting(
+        "workers",
+        "GATEWAY_WORKERS",
+        "--workers",
+        _positive_int,
+        "gateway processes sharing the port (SO_REUSEPORT); needs GATEWAY_UPSTREAM_URL",
+    ),
     Setting("log_level", "GATEWAY_LOG_LEVEL", "--log-level", _choice(LOG_LEVELS), "log level"),
     Setting(
         "log_format",
@@ -572,6 +580,13 @@ def _cross_checks(config: GatewayConfig) -> list[str]:
         problems.append("GATEWAY_WATCH_MIN_INTERVAL must not exceed GATEWAY_WATCH_MAX_INTERVAL")
     if config.webhook_secret and config.admin_listen is None:
         problems.append("GATEWAY_WEBHOOK_SECRET needs the admin port: set GATEWAY_ADMIN_LISTEN")
+    if config.workers > 1 and config.upstream_url is None:
+        problems.append(
+            "GATEWAY_WORKERS > 1 needs GATEWAY_UPSTREAM_URL: each worker would otherwise "
+            "start an emulator of its own (run `gagiteck-gateway emulator` once instead)"
+        )
+    if config.workers > 1 and config.listen.port == 0:
+        problems.append("GATEWAY_WORKERS > 1 needs a fixed port in GATEWAY_LISTEN, not 0")
     if config.max_message_bytes < 1024:
         problems.append("GATEWAY_MAX_MESSAGE_BYTES must be at least 1024")
     return problems

@@ -217,6 +217,7 @@ class Gateway:
                     else None
                 ),
                 metrics=metrics,
+                reuse_port=config.workers > 1,
             )
             if config.admin_listen is not None
             else None
@@ -239,7 +240,7 @@ class Gateway:
             options=[
                 ("grpc.max_receive_message_length", self.config.max_message_bytes),
                 ("grpc.max_send_message_length", self.config.max_message_bytes),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if self.config.workers > 1 else 0),
             ]
         )
         self._register(server)
