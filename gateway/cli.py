@@ -14,7 +14,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from typing import Any
 
 from gateway import __version__
 from gateway.config import SETTINGS, ConfigError, GatewayConfig, HostPort, load_config
@@ -87,8 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if config.workers > 1:
                 from gateway.workers import run_workers
 
-                return run_workers(config, lambda one: asyncio.run(serve(one)))
-            asyncio.run(serve(config))
+                return run_workers(config, lambda one: run_loop(serve(one), one.event_loop))
+            run_loop(serve(config), config.event_loop)
         elif args.command == "emulator":
             setup_logging("info", "text")
             asyncio.run(run_emulator(args.listen, not args.require_auth, tuple(args.api_key)))
@@ -109,6 +110,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def run_loop(main: Coroutine[Any, Any, None], choice: str) -> None:
+    """Run ``main`` on uvloop when installed (``auto``) or asked for, else on asyncio.
+
+    The loop is made here, before any gRPC object exists, as grpc.aio requires.
+    """
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise ConfigError(
+                    "GATEWAY_EVENT_LOOP=uvloop, but uvloop is not installed"
+                ) from None
+        else:
+            factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
 
 
 @contextlib.asynccontextmanager

@@ -168,6 +168,27 @@ def _to_bytes(value: Any) -> Any:
 
 def parse_timestamp(value: Any) -> timestamp_pb2.Timestamp | None:
     """Read an ISO 8601 time (with or without offset; no offset means UTC) or Unix seconds."""
+    if type(value) is str and len(value) <= 32:
+        # Fast path: what FastAPI and most APIs emit (up to 6 fraction digits).
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            dot = value.find(".")
+            digits = 0
+            if dot != -1:
+                end = dot + 1
+                while end < len(value) and value[end].isdigit():
+                    end += 1
+                digits = end - dot - 1
+            if digits <= 6:
+                seconds = math.floor(moment.timestamp())
+                if _TS_MIN <= seconds <= _TS_MAX:
+                    return timestamp_pb2.Timestamp(seconds=seconds, nanos=moment.microsecond * 1000)
+                return None
     if isinstance(value, str):
         text = value.strip()
         if not text:

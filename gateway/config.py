@@ -21,6 +21,7 @@ AuthMode = Literal["passthrough", "service", "passthrough-or-service"]
 AUTH_MODES: Final = ("passthrough", "service", "passthrough-or-service")
 LOG_FORMATS: Final = ("json", "text")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+EVENT_LOOPS: Final = ("auto", "uvloop", "asyncio")
 TRACES_EXPORTERS: Final = ("otlp", "console", "none")
 OTLP_PROTOCOLS: Final = ("grpc", "http/protobuf")
 SAMPLERS: Final = (
@@ -134,6 +135,7 @@ class GatewayConfig:
     breaker_open_seconds: float = 10.0
     idempotency_keys: bool = True
     workers: int = 1
+    event_loop: str = "auto"
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     @property
@@ -521,6 +523,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "--workers",
         _positive_int,
         "gateway processes sharing the port (SO_REUSEPORT); needs GATEWAY_UPSTREAM_URL",
+    ),
+    Setting(
+        "event_loop",
+        "GATEWAY_EVENT_LOOP",
+        "--event-loop",
+        _choice(EVENT_LOOPS),
+        "auto (uvloop when installed), uvloop, or asyncio",
     ),
     Setting("log_level", "GATEWAY_LOG_LEVEL", "--log-level", _choice(LOG_LEVELS), "log level"),
     Setting(

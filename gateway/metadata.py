@@ -7,7 +7,7 @@ echoed). The request id is the caller's ``x-request-id`` when it is sane, or a n
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -27,7 +27,8 @@ class CallerMetadata:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits (as a uuid4's hex, at a third of its cost)."""
+    return os.urandom(16).hex()
 
 
 def read_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> CallerMetadata:
