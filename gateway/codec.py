@@ -177,13 +177,11 @@ def parse_timestamp(value: Any) -> timestamp_pb2.Timestamp | None:
         else:
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
-            dot = value.find(".")
+            dot = value.find(".", 10)
             digits = 0
             if dot != -1:
-                end = dot + 1
-                while end < len(value) and value[end].isdigit():
-                    end += 1
-                digits = end - dot - 1
+                tail = value[dot + 1 :]
+                digits = len(tail) - len(tail.lstrip("0123456789"))
             if digits <= 6:
                 seconds = math.floor(moment.timestamp())
                 if _TS_MIN <= seconds <= _TS_MAX:
@@ -253,7 +251,9 @@ def _json_safe(value: Any) -> Any:
 
 
 def _decode_struct(value: Any) -> Any:
-    return _json_safe(value) if isinstance(value, dict) else _SKIP
+    """Parsed JSON objects go to the constructor as they are (upb builds the Struct);
+    values it refuses send the message down :meth:`MessageCodec._decode_slowly`."""
+    return value if type(value) is dict else _SKIP
 
 
 def _decode_list_value(value: Any) -> Any:
@@ -468,11 +468,14 @@ class MessageCodec:
 
             return decode_wrapper
         registry = self.registry
+        nested: list[MessageCodec] = []  # bound on first use: types may refer to each other
 
         def decode_nested(value: Any) -> Any:
-            if not isinstance(value, dict):
+            if type(value) is not dict:
                 return _SKIP
-            return registry.codec(message).kwargs(value)
+            if not nested:
+                nested.append(registry.codec(message))
+            return nested[0].kwargs(value)
 
         return decode_nested
 

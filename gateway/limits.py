@@ -40,6 +40,7 @@ had never come.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import math
 from collections import OrderedDict
@@ -91,8 +92,13 @@ class RateLimit:
         return RateLimit(self.rate / parts, max(self.burst / parts, 1.0))
 
 
+@functools.lru_cache(maxsize=4096)
 def caller_digest(credential: str) -> str:
-    """The SHA-256 of a credential in hex: the only form in which the limiter keeps it."""
+    """The SHA-256 of a credential in hex: the only form in which the limiter keeps it.
+
+    Cached (a caller sends the same credential call after call); the cache lives in this
+    process's memory only, next to the connections that carried the credentials anyway.
+    """
     return hashlib.sha256(credential.encode()).hexdigest()
 
 

@@ -8,6 +8,7 @@ echoed). The request id is the caller's ``x-request-id`` when it is sane, or a n
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -26,9 +27,12 @@ class CallerMetadata:
     idempotency_key: str | None = None
 
 
+_ids = random.Random(int.from_bytes(os.urandom(16), "big"))
+
+
 def new_request_id() -> str:
-    """32 random hex digits (as a uuid4's hex, at a third of its cost)."""
-    return os.urandom(16).hex()
+    """32 random hex digits, unique in practice; cheaper than uuid4 (no system call)."""
+    return f"{_ids.getrandbits(128):032x}"
 
 
 def read_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> CallerMetadata:
