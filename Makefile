@@ -118,6 +118,10 @@ interop-java: $(STAMP) ## Run the Java interop client against a gateway started 
 bench: $(STAMP) ## Gateway vs direct REST, naive passthrough, vanguard-go: one table (~5 min)
 	$(PY) bench/run.py
 
+.PHONY: bench-streaming
+bench-streaming: $(STAMP) ## Streams: added time to first event, events/s, memory per idle stream
+	$(PY) bench/streaming.py
+
 .PHONY: bench-profile
 bench-profile: $(STAMP) ## py-spy profile of the gateway under load; top frames by own time
 	$(PY) bench/profile_gateway.py
