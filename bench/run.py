@@ -60,11 +60,23 @@ from systems import (
 from upstream import AGENT_ID, Nginx
 
 # ---- the gateway variants measured (the lead adds e.g. tracing at 5%, limits on) -------
+_TRACING = {
+    "OTEL_TRACES_EXPORTER": "otlp",
+    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "{upstream}/v1/traces",  # nginx answers 200
+    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+}
 GATEWAY_VARIANTS: list[Variant] = [
     Variant("gateway"),
-    # Variant("gateway, tracing 5%", {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-    #                                 "OTEL_TRACES_SAMPLER_ARG": "0.05"}),
-    # Variant("gateway, limits on", {"GATEWAY_RATE_LIMIT_RPS": "1000000", ...}),
+    Variant("gateway, tracing 5%", {**_TRACING, "OTEL_TRACES_SAMPLER_ARG": "0.05"}),
+    Variant("gateway, tracing 100%", {**_TRACING, "OTEL_TRACES_SAMPLER_ARG": "1.0"}),
+    Variant(
+        "gateway, limits on",
+        {
+            "GATEWAY_RATE_LIMIT_RPS": "1000000",
+            "GATEWAY_CALLER_RATE_LIMIT_RPS": "1000000",
+        },
+    ),
 ]
 # -----------------------------------------------------------------------------------------
 

@@ -147,7 +147,8 @@ def gateway_system(variant: Variant, upstream_url: str, cpus: str) -> GrpcSystem
         # each gateway process gets its own admin port (a setting that may not exist yet;
         # unknown GATEWAY_* variables are ignored)
         "GATEWAY_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
-        **variant.env,
+        # "{upstream}" in a variant's value is the upstream's URL (e.g. an OTLP sink)
+        **{k: v.replace("{upstream}", upstream_url) for k, v in variant.env.items()},
     }
     return GrpcSystem(
         variant.name,

@@ -51,6 +51,8 @@ http {{
             default_type application/json;
             return 200 '{body}';
         }}
+        # a sink for the tracing variants' OTLP/HTTP exports
+        location = /v1/traces {{ return 200; }}
         location / {{ return 404; }}
     }}
 }}
