@@ -14,10 +14,12 @@ FROM python:3.11-slim
 RUN useradd --system --uid 10001 --no-create-home gateway
 COPY --from=build /install /usr/local
 ENV GATEWAY_LISTEN=0.0.0.0:50051 \
+    GATEWAY_ADMIN_LISTEN=0.0.0.0:9464 \
     GATEWAY_LOG_FORMAT=json \
     PYTHONUNBUFFERED=1
 USER gateway
-EXPOSE 50051
+# 50051: gRPC; 9464: /healthz, /readyz, /metrics and the webhook receiver
+EXPOSE 50051 9464
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
   CMD ["python", "-c", "import grpc,sys;from grpc_health.v1 import health_pb2 as h,health_pb2_grpc as g;c=grpc.insecure_channel('127.0.0.1:50051');r=g.HealthStub(c).Check(h.HealthCheckRequest(),timeout=2);sys.exit(r.status!=h.HealthCheckResponse.SERVING)"]
 STOPSIGNAL SIGTERM
