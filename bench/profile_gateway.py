@@ -25,7 +25,7 @@ from pathlib import Path
 
 import procstat
 import tooling
-from run import Settings, cpu_list
+from run import Settings, cpu_list, variants
 from systems import Variant, free_port, gateway_system, request_file
 from upstream import Nginx
 
@@ -162,7 +162,10 @@ def main(argv: list[str]) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     nginx = Nginx(tooling.BUILD / "nginx", free_port(), settings.load_cpus)
     nginx.start(tools["nginx"])
-    gateway = gateway_system(Variant("gateway"), nginx.url, settings.sut_cpus)
+    # BENCH_PROFILE_VARIANT names one of bench/run.py's gateway variants (default: "gateway")
+    wanted = os.environ.get("BENCH_PROFILE_VARIANT", "gateway")
+    variant = next((v for v in variants() if v.name == wanted), Variant(wanted))
+    gateway = gateway_system(variant, nginx.url, settings.sut_cpus)
     load: subprocess.Popen[bytes] | None = None
     try:
         gateway.start()

@@ -68,10 +68,10 @@ _TRACING = {
 }
 GATEWAY_VARIANTS: list[Variant] = [
     Variant("gateway"),
-    Variant("gateway, tracing 5%", {**_TRACING, "OTEL_TRACES_SAMPLER_ARG": "0.05"}),
-    Variant("gateway, tracing 100%", {**_TRACING, "OTEL_TRACES_SAMPLER_ARG": "1.0"}),
+    Variant("gateway (tracing 5%)", {**_TRACING, "OTEL_TRACES_SAMPLER_ARG": "0.05"}),
+    Variant("gateway (tracing 100%)", {**_TRACING, "OTEL_TRACES_SAMPLER_ARG": "1.0"}),
     Variant(
-        "gateway, limits on",
+        "gateway (limits on)",
         {
             "GATEWAY_RATE_LIMIT_RPS": "1000000",
             "GATEWAY_CALLER_RATE_LIMIT_RPS": "1000000",
