@@ -212,10 +212,8 @@ class UpstreamUnreadable(GatewayError):
         }
 
 
-class UpstreamTransportError(GatewayError):
-    """No usable answer: the connection was refused, reset or closed."""
-
-    code = grpc.StatusCode.UNAVAILABLE
+class _NoAnswer(GatewayError):
+    """A failure on the way to or from the upstream, named by a reason and its route."""
 
     def __init__(self, message: str, reason: str, host: str, route: str) -> None:
         super().__init__(message)
@@ -227,7 +225,13 @@ class UpstreamTransportError(GatewayError):
         return {"route": self.route}
 
 
-class UpstreamTimeout(GatewayError):
+class UpstreamTransportError(_NoAnswer):
+    """No usable answer: the connection was refused, reset or closed."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class UpstreamTimeout(_NoAnswer):
     """The caller's deadline passed before the upstream answered (or a stream idled)."""
 
     code = grpc.StatusCode.DEADLINE_EXCEEDED
@@ -235,13 +239,7 @@ class UpstreamTimeout(GatewayError):
     def __init__(
         self, message: str, host: str, route: str, reason: str = "UPSTREAM_TIMEOUT"
     ) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.domain = host or GATEWAY_DOMAIN
-        self.route = route
-
-    def error_metadata(self) -> dict[str, str]:
-        return {"route": self.route}
+        super().__init__(message, reason, host, route)
 
 
 class Refused(GatewayError):

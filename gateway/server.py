@@ -152,16 +152,17 @@ class Gateway:
         )
         metrics = self.telemetry.metrics
         metrics.routes(route.route_template for route in self.routes)
-        self.upstream = Upstream(
-            UpstreamSettings(
+
+        def pool(size: int, name: str) -> Upstream:
+            settings = UpstreamSettings(
                 base_url=upstream_url,
-                pool_size=config.upstream_concurrency,
+                pool_size=size,
                 connect_timeout=config.connect_timeout,
                 max_body_bytes=max(config.max_message_bytes * 4, 1 << 20),
-            ),
-            self.telemetry,
-            "unary",
-        )
+            )
+            return Upstream(settings, self.telemetry, name)
+
+        self.upstream = pool(config.upstream_concurrency, "unary")
         self.traffic = TrafficControl(traffic_settings(config), self.upstream.host)
         self.transcoder = Transcoder(
             self.upstream,
@@ -171,16 +172,7 @@ class Gateway:
             config.idempotency_keys,
         )
         # Long-lived streams get a pool of their own so they cannot starve unary calls.
-        self.stream_upstream = Upstream(
-            UpstreamSettings(
-                base_url=upstream_url,
-                pool_size=config.stream_concurrency,
-                connect_timeout=config.connect_timeout,
-                max_body_bytes=max(config.max_message_bytes * 4, 1 << 20),
-            ),
-            self.telemetry,
-            "stream",
-        )
+        self.stream_upstream = pool(config.stream_concurrency, "stream")
         metrics.pool("unary", self.upstream.connections_in_use, config.upstream_concurrency)
         metrics.pool("stream", self.stream_upstream.connections_in_use, config.stream_concurrency)
         self.relay = SseRelay(
