@@ -34,14 +34,26 @@ Series (see the README's Observability section):
 ``gateway_watch_pollers``                   gauge
 ``gateway_webhook_deliveries_total``        counter    result (accepted, rejected)
 ``gateway_build_info``                      gauge      version, python, grpcio
+``gateway_limiter_calls_total``             counter    outcome (admitted, delayed, refused)
+``gateway_upstream_slots_in_use``           gauge
+``gateway_upstream_queue_depth``            gauge
+``gateway_upstream_queue_refusals_total``   counter    reason (full, timeout)
+``gateway_circuit_breaker_state``           gauge      state (1 for the current one)
+``gateway_circuit_breaker_opened_total``    counter
+``gateway_circuit_breaker_fast_failures_total`` counter
+``gateway_retry_budget_denied_total``       counter
+``gateway_shared_limiter_redis_errors_total`` counter  (with GATEWAY_REDIS_URL)
 ==========================================  =========  ====================================
+
+The traffic-control series are read from the limiters' own counters when scraped
+(:class:`TrafficCollector`), so they cost nothing per call.
 """
 
 from __future__ import annotations
 
 import platform
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import grpc
 from prometheus_client import (
@@ -52,8 +64,16 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from gateway import __version__
+from gateway.breaker import BreakerState
+from gateway.limits import LocalLimiter
+from gateway.redis_limits import RedisLimiter
+
+if TYPE_CHECKING:
+    from gateway.traffic import TrafficControl
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 
@@ -173,6 +193,9 @@ class Metrics:
     def pollers(self, count: Callable[[], int]) -> None:
         self.watch_pollers.set_function(count)
 
+    def traffic(self, control: TrafficControl) -> None:
+        self.registry.register(TrafficCollector(control))
+
     # -- per call
 
     def upstream(self, route: str, status: int | str) -> Histogram:
@@ -191,3 +214,89 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class TrafficCollector(Collector):
+    """Limiter, queue, breaker and retry-budget series, read from their counters on scrape."""
+
+    def __init__(self, control: TrafficControl) -> None:
+        self.control = control
+
+    def collect(self) -> Iterable[Metric]:
+        control = self.control
+        limiter = control.limiter
+        calls = CounterMetricFamily(
+            "gateway_limiter_calls",
+            "Calls through the rate limits: admitted at once, admitted after a wait "
+            "(delayed), refused because the wait would outlast the deadline. With Redis, "
+            "admissions decided by Redis count as admitted.",
+            labels=("outcome",),
+        )
+        if isinstance(limiter, RedisLimiter):
+            shared = limiter.stats
+            fallback = limiter.fallback
+            local = fallback.stats if isinstance(fallback, LocalLimiter) else None
+            decided = shared.redis_calls - shared.redis_errors - shared.refused
+            if local is not None:
+                calls.add_metric(("admitted",), decided + local.admitted - local.delayed)
+                calls.add_metric(("delayed",), local.delayed)
+                calls.add_metric(("refused",), shared.refused + local.refused)
+            else:
+                calls.add_metric(("admitted",), decided)
+                calls.add_metric(("refused",), shared.refused)
+        elif isinstance(limiter, LocalLimiter):
+            stats = limiter.stats
+            calls.add_metric(("admitted",), stats.admitted - stats.delayed)
+            calls.add_metric(("delayed",), stats.delayed)
+            calls.add_metric(("refused",), stats.refused)
+        yield calls
+        if isinstance(limiter, RedisLimiter):
+            yield CounterMetricFamily(
+                "gateway_shared_limiter_redis_errors",
+                "Redis calls of the shared limiter that failed (the local share answered).",
+                value=limiter.stats.redis_errors,
+            )
+        slots = control.concurrency
+        yield GaugeMetricFamily(
+            "gateway_upstream_slots_in_use",
+            "Upstream requests holding a concurrency slot.",
+            value=slots.in_flight,
+        )
+        yield GaugeMetricFamily(
+            "gateway_upstream_queue_depth",
+            "Calls waiting for a concurrency slot.",
+            value=slots.waiting,
+        )
+        refusals = CounterMetricFamily(
+            "gateway_upstream_queue_refusals",
+            "Calls refused by the concurrency limit: queue full, or deadline passed waiting.",
+            labels=("reason",),
+        )
+        refusals.add_metric(("full",), slots.stats.rejected_full)
+        refusals.add_metric(("timeout",), slots.stats.timed_out)
+        yield refusals
+        breaker = control.breaker
+        state = GaugeMetricFamily(
+            "gateway_circuit_breaker_state",
+            "The upstream circuit breaker's state: 1 for the current one.",
+            labels=("state",),
+        )
+        current = breaker.state
+        for each in BreakerState:
+            state.add_metric((each.value,), 1.0 if each is current else 0.0)
+        yield state
+        yield CounterMetricFamily(
+            "gateway_circuit_breaker_opened",
+            "Times the breaker opened.",
+            value=breaker.stats.opened,
+        )
+        yield CounterMetricFamily(
+            "gateway_circuit_breaker_fast_failures",
+            "Calls refused at once while the breaker was open.",
+            value=breaker.stats.fast_failures,
+        )
+        yield CounterMetricFamily(
+            "gateway_retry_budget_denied",
+            "Retries the retry budget did not allow.",
+            value=control.budget.denied,
+        )

@@ -164,6 +164,7 @@ class Gateway:
 
         self.upstream = pool(config.upstream_concurrency, "unary")
         self.traffic = TrafficControl(traffic_settings(config), self.upstream.host)
+        metrics.traffic(self.traffic)
         self.transcoder = Transcoder(
             self.upstream,
             CredentialPolicy(config.auth_mode, config.upstream_api_key),

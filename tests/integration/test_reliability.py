@@ -33,6 +33,10 @@ def record(name: str, figures: dict[str, Any]) -> None:
     (FIGURES / f"{name}.json").write_text(json.dumps(figures, indent=2, sort_keys=True))
 
 
+def _metrics(gateway: RunningGateway) -> str:
+    return gateway.gateway.telemetry.metrics.render().decode()
+
+
 def _agents(gateway: RunningGateway) -> agent_pb2_grpc.AgentServiceAsyncStub:
     return agent_pb2_grpc.AgentServiceStub(gateway.channel)
 
@@ -266,10 +270,15 @@ async def test_breaker_opens_fails_fast_and_recovers(
             assert details_of(caught.value)["ErrorInfo"].reason == "CIRCUIT_OPEN"
             assert "RetryInfo" in details_of(caught.value)
         assert len(scripted.seen) == sent, "requests went upstream while the breaker was open"
+        scraped = _metrics(gateway)
+        assert 'gateway_circuit_breaker_state{state="open"} 1.0' in scraped
+        assert "gateway_circuit_breaker_opened_total 1.0" in scraped
+        assert "gateway_circuit_breaker_fast_failures_total 20.0" in scraped
         scripted.default = (200, {})
         await asyncio.sleep(0.6)
         assert (await agents.GetAgent(request, timeout=5)).id == "agent_1"  # the probe
         assert (await agents.GetAgent(request, timeout=5)).id == "agent_1"  # closed again
+        assert 'gateway_circuit_breaker_state{state="closed"} 1.0' in _metrics(gateway)
     median_ms = statistics.median(fast) * 1e3
     record("breaker", {"failures_to_open": 3, "open_call_median_ms": median_ms})
     assert median_ms < 20
@@ -291,6 +300,9 @@ async def test_wait_beyond_the_deadline_is_refused_at_once(
         elapsed = time.monotonic() - started
         # another caller has a bucket of its own
         await agents.GetAgent(request, metadata=(("authorization", "Bearer other"),), timeout=5)
+        scraped = _metrics(gateway)
+    assert 'gateway_limiter_calls_total{outcome="refused"} 1.0' in scraped
+    assert 'gateway_limiter_calls_total{outcome="admitted"} 2.0' in scraped
     details = details_of(caught.value)
     assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert details["ErrorInfo"].reason == "GATEWAY_RATE_LIMITED"
@@ -321,6 +333,9 @@ async def test_overload_beyond_the_queue_is_refused_quickly(
             return time.monotonic() - started, code
 
         results = await asyncio.gather(*(one() for _ in range(12)))
+        scraped = _metrics(gateway)
+    assert 'gateway_upstream_queue_refusals_total{reason="full"} 8.0' in scraped
+    assert "gateway_upstream_queue_depth 0.0" in scraped
     admitted = [t for t, code in results if code is grpc.StatusCode.OK]
     refused = [t for t, code in results if code is grpc.StatusCode.RESOURCE_EXHAUSTED]
     record(
