@@ -26,13 +26,17 @@ from typing import Final, TypeVar
 from gateway.breaker import CircuitBreaker, verdict_of
 from gateway.clock import Clock, MonotonicClock
 from gateway.concurrency import ConcurrencyLimiter
-from gateway.errors import UpstreamAnswer
+from gateway.errors import Refused, UpstreamAnswer
 from gateway.limits import CostTable, Limiter, LocalLimiter, RateLimit, caller_digest
 from gateway.redis_limits import RedisLimiter, shared_limiter
 from gateway.retry import RetryBudget, RetryEvent, RetryPolicy, call_with_retries
+from gateway.telemetry import TraceParent
 from gateway.upstream_window import UpstreamWindow, WindowTable
 
 T = TypeVar("T")
+
+WAIT_WORTH_NOTING: Final = 0.001
+"""Seconds of waiting (window, buckets, slot) below which no span event is added."""
 
 SLOW_ATTEMPT: Final = 1.0
 """An attempt with at least this long to run may count its timeout against the breaker;
@@ -138,26 +142,48 @@ class TrafficControl:
         upstream_credential: str | None,
         deadline: float,
         slot: bool = True,
+        trace: TraceParent | None = None,
     ) -> T:
         """One attempt through breaker, window, limits and slot; ``send(timeout)`` does I/O.
 
         ``check`` turns the answer into the result or raises (inside the breaker's guard,
-        so a 503 counts as a failure of the upstream).
+        so a 503 counts as a failure of the upstream). Time spent waiting for the window,
+        the buckets or a slot is added to the call's span as an event.
         """
         timeouts_count = self.time_left(deadline) >= SLOW_ATTEMPT
         window = self.windows.get(caller_digest(upstream_credential or ""))
-        with self.breaker.guard(lambda e: verdict_of(e, timeouts_count=timeouts_count)):
-            await window.until_open(deadline)
-            await self.limiter.acquire(
-                caller or "", self.settings.costs.cost(grpc_method), deadline
-            )
-            if slot:
-                async with self.concurrency.slot(deadline):
+        # Waiting must leave time for the request itself: a call admitted with nothing
+        # left would spend a token (and a slot) and then time out before it is sent.
+        admit_by = deadline - self.settings.retry.min_attempt_time
+        try:
+            guard = self.breaker.guard(lambda e: verdict_of(e, timeouts_count=timeouts_count))
+            with guard:
+                started = self.clock.monotonic()
+                await window.until_open(admit_by)
+                await self.limiter.acquire(
+                    caller or "", self.settings.costs.cost(grpc_method), admit_by
+                )
+                if slot:
+                    async with self.concurrency.slot(admit_by):
+                        self._waited(trace, started)
+                        answer = await send(self.time_left(deadline))
+                else:
+                    self._waited(trace, started)
                     answer = await send(self.time_left(deadline))
-            else:
-                answer = await send(self.time_left(deadline))
-            window.observe(answer.status, answer.headers)
-            return check(answer)
+                window.observe(answer.status, answer.headers)
+                return check(answer)
+        except Refused as refused:
+            if trace is not None:
+                trace.event(
+                    "gateway.traffic.refused",
+                    {"reason": refused.reason, "retry_after_s": refused.retry_after or 0.0},
+                )
+            raise
+
+    def _waited(self, trace: TraceParent | None, started: float) -> None:
+        waited = self.clock.monotonic() - started
+        if trace is not None and waited >= WAIT_WORTH_NOTING:
+            trace.event("gateway.traffic.waited", {"seconds": round(waited, 6)})
 
     async def admit(
         self,
@@ -173,8 +199,9 @@ class TrafficControl:
         (a stream that has started cannot be repeated).
         """
         window = self.windows.get(caller_digest(upstream_credential or ""))
-        await window.until_open(deadline)
-        await self.limiter.acquire(caller or "", self.settings.costs.cost(grpc_method), deadline)
+        admit_by = deadline - self.settings.retry.min_attempt_time
+        await window.until_open(admit_by)
+        await self.limiter.acquire(caller or "", self.settings.costs.cost(grpc_method), admit_by)
 
     async def close(self) -> None:
         if isinstance(self.limiter, RedisLimiter):

@@ -97,6 +97,7 @@ class Transcoder:
                 caller=caller.authorization,
                 upstream_credential=headers.get("Authorization"),
                 deadline=deadline,
+                trace=trace,
             )
 
         return await traffic.call(

@@ -351,3 +351,38 @@ async def test_overload_beyond_the_queue_is_refused_quickly(
     assert len(admitted) == 4  # 2 in flight + 2 queued
     assert len(refused) == 8
     assert max(refused) < 0.3 < min(admitted)
+
+
+@pytest.mark.asyncio
+async def test_waits_and_refusals_are_span_events(
+    script: tuple[Script, Callable[..., Any]],
+) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from gateway.config import TelemetryConfig
+
+    _, gateway_with = script
+    exporter = InMemorySpanExporter()
+    async with gateway_with(
+        caller_rate_limit_rps=5.0,
+        caller_rate_limit_burst=1.0,
+        telemetry=TelemetryConfig(span_exporter=exporter),
+    ) as gateway:
+        agents = _agents(gateway)
+        request = agent_pb2.GetAgentRequest(agent_id="agent_1")
+        metadata = (("authorization", "Bearer ggt_span_events"),)
+        await agents.GetAgent(request, metadata=metadata, timeout=5)
+        await agents.GetAgent(request, metadata=metadata, timeout=5)  # waits ~0.2 s
+        with pytest.raises(grpc.aio.AioRpcError):
+            await agents.GetAgent(request, metadata=metadata, timeout=0.05)
+        assert gateway.gateway.telemetry.force_flush()
+    servers = [s for s in exporter.get_finished_spans() if s.name.endswith("/GetAgent")]
+    events = [[e.name for e in span.events] for span in servers]
+    assert events[0] == []
+    assert events[1] == ["gateway.traffic.waited"]
+    assert events[2] == ["gateway.traffic.refused"]
+    waited = (servers[1].events[0].attributes or {})["seconds"]
+    assert isinstance(waited, float)
+    assert 0.1 < waited < 0.5
+    refused = servers[2].events[0].attributes or {}
+    assert refused["reason"] == "GATEWAY_RATE_LIMITED"
