@@ -26,6 +26,8 @@ BENCH_SYSTEMS (comma-separated names to keep), and the gateway hooks:
 BENCH_GATEWAY_VARIANTS, a JSON object {"name": {"ENV": "value", ...}, ...} of extra
 gateway processes to measure, and BENCH_GATEWAY_WORKERS, e.g. "1,2", one variant per
 GATEWAY_WORKERS=N (for N > 1 it gets all CPUs, so it shares them with the load tools).
+BENCH_GHZ_CONNECTIONS (default 1) spreads ghz's calls over that many connections: the
+kernel balances connections, not calls, over the workers.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def variants() -> list[Variant]:
         found.append(Variant(name, {k: str(v) for k, v in env.items()}))
     for n in filter(None, os.environ.get("BENCH_GATEWAY_WORKERS", "").split(",")):
         cpus = None if int(n) == 1 else f"0-{(os.cpu_count() or 1) - 1}"
-        found.append(Variant(f"gateway, {n} workers", {"GATEWAY_WORKERS": n}, cpus))
+        found.append(Variant(f"gateway ({n} workers)", {"GATEWAY_WORKERS": n}, cpus))
     return found
 
 

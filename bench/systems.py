@@ -221,6 +221,8 @@ def ghz(
         json.dumps({"authorization": CREDENTIAL}),
         "-c",
         str(concurrency),
+        "--connections",
+        os.environ.get("BENCH_GHZ_CONNECTIONS", "1"),
         "-z",
         f"{seconds:g}s",
         "--duration-stop",
