@@ -7,7 +7,6 @@ README's configuration table is checked against it by a test.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -141,9 +140,6 @@ class GatewayConfig:
     @property
     def embedded_emulator(self) -> bool:
         return self.upstream_url is None
-
-    def with_upstream(self, url: str) -> GatewayConfig:
-        return dataclasses.replace(self, upstream_url=url)
 
 
 # --------------------------------------------------------------------------- parsers

@@ -29,7 +29,7 @@ from gateway.concurrency import ConcurrencyLimiter
 from gateway.errors import Refused, UpstreamAnswer
 from gateway.limits import CostTable, Limiter, LocalLimiter, RateLimit, caller_digest
 from gateway.redis_limits import RedisLimiter, shared_limiter
-from gateway.retry import RetryBudget, RetryEvent, RetryPolicy, call_with_retries
+from gateway.retry import RetryBudget, RetryPolicy, call_with_retries
 from gateway.telemetry import TraceParent
 from gateway.upstream_window import UpstreamWindow, WindowTable
 
@@ -68,7 +68,6 @@ class TrafficControl:
         upstream_host: str,
         clock: Clock | None = None,
         rng: random.Random | None = None,
-        on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or MonotonicClock()
@@ -97,7 +96,6 @@ class TrafficControl:
             open_for=settings.breaker_open_seconds,
         )
         self.windows = WindowTable(lambda key: UpstreamWindow(self.clock, subject="upstream"))
-        self._on_retry = on_retry
 
     def deadline(self, seconds: float) -> float:
         return self.clock.monotonic() + seconds
@@ -110,16 +108,10 @@ class TrafficControl:
         attempt: Callable[[int], Awaitable[T]],
         *,
         method: str,
-        route: str,
         keyed: bool,
         deadline: float,
     ) -> T:
         """``attempt(n)`` with retries under the policy, the budget and the deadline."""
-
-        def note(event: RetryEvent) -> None:
-            if self._on_retry is not None:
-                self._on_retry(route)
-
         return await call_with_retries(
             attempt,
             method=method,
@@ -129,7 +121,6 @@ class TrafficControl:
             rng=self.rng,
             policy=self.settings.retry,
             budget=self.budget,
-            on_retry=note,
         )
 
     async def exchange(

@@ -103,7 +103,6 @@ class Transcoder:
         return await traffic.call(
             attempt,
             method=http.method,
-            route=route.route_template,
             keyed="Idempotency-Key" in headers,
             deadline=deadline,
         )
