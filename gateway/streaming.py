@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -45,6 +45,8 @@ from gateway.upstream import Upstream
 log = logging.getLogger("gateway.streaming")
 
 _EVENT_STREAM = "text/event-stream"
+ADMISSION_WAIT_WITHOUT_DEADLINE = 60.0
+"""Longest wait for the rate limits before opening a stream whose caller set no deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,7 @@ class SseRelay:
             caller=caller.authorization,
             upstream_credential=headers.get("Authorization"),
             deadline=traffic.deadline(
-                self.transcoder.timeout(time_remaining) if time_remaining is not None else 60.0
+                time_remaining if time_remaining is not None else ADMISSION_WAIT_WITHOUT_DEADLINE
             ),
         )
         state = _RelayState(route, spec, request)
@@ -297,8 +299,6 @@ def _error_event(data: str, state: _RelayState, host: str) -> GatewayError:
 
 def _member_route(route: Route, member: str) -> Route:
     """The route, answering into one oneof member (for plain-JSON answers)."""
-    from dataclasses import replace
-
     field = route.response_codec.descriptor.fields_by_name[member]
     assert field.message_type is not None
     codec = route.response_codec.registry.codec(field.message_type)

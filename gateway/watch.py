@@ -165,10 +165,14 @@ class Poller:
                 trace=self.trace,
             )
 
+        def read(answer: UpstreamAnswer) -> tuple[Message, bytes]:
+            # decoded inside the breaker's guard, so a 5xx poll counts as a failure
+            return decode_answer(self.route, answer), answer.body
+
         try:
-            answer = await traffic.exchange(
+            message, body = await traffic.exchange(
                 send,
-                _server_errors_raised,
+                read,
                 grpc_method=self.route.full_method,
                 caller=None,
                 upstream_credential=headers.get("Authorization"),
@@ -181,14 +185,7 @@ class Poller:
             return _Update(error=exc), exc.retry_after
         except GatewayError as exc:
             return _Update(error=exc), None
-        delay = retry_delay(answer.headers) if answer.status == 429 else None
-        try:
-            message = decode_answer(self.route, answer)
-        except UpstreamHTTPError as exc:
-            return _Update(error=exc), delay
-        except GatewayError as exc:
-            return _Update(error=exc), None
-        return _Update(message=message, terminal=self._is_terminal(answer.body)), None
+        return _Update(message=message, terminal=self._is_terminal(body)), None
 
     def _is_terminal(self, body: bytes) -> bool:
         try:
@@ -209,13 +206,6 @@ class Poller:
         for watcher in self.watchers:
             watcher.offer(update)
         return True
-
-
-def _server_errors_raised(answer: UpstreamAnswer) -> UpstreamAnswer:
-    """Lets the breaker see a 5xx poll as a failure; other answers are read by the poller."""
-    if answer.status >= 500:
-        raise UpstreamHTTPError(answer, "GET")
-    return answer
 
 
 class WatchHub:
