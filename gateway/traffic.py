@@ -18,6 +18,7 @@ RetryInfo and QuotaFailure, answered by the server's error boundary.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -154,11 +155,8 @@ class TrafficControl:
                 await self.limiter.acquire(
                     caller or "", self.settings.costs.cost(grpc_method), admit_by
                 )
-                if slot:
-                    async with self.concurrency.slot(admit_by):
-                        self._waited(trace, started)
-                        answer = await send(self.time_left(deadline))
-                else:
+                holding = self.concurrency.slot(admit_by) if slot else contextlib.nullcontext()
+                async with holding:
                     self._waited(trace, started)
                     answer = await send(self.time_left(deadline))
                 window.observe(answer.status, answer.headers)
