@@ -49,7 +49,7 @@ AREAS = (
 # Stages of a call, by the first marker found in a sample's stack (names of today's hot
 # path: update them when it changes). Samples outside the handler are the event loop's.
 STAGES = (
-    ("Upstream.request", "handler: upstream HTTP call (aiohttp, socket writes)"),
+    ("Upstream.request", "handler: upstream HTTP call (the pool, socket writes)"),
     ("decode_answer", "handler: answer decoding (JSON -> message)"),
     ("Gateway._unary", "handler: the rest (metadata, request id, route, path)"),
 )

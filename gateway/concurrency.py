@@ -69,10 +69,16 @@ class ConcurrencyLimiter:
         finally:
             self.release()
 
-    async def acquire(self, deadline: float | None) -> None:
+    def try_acquire(self) -> bool:
+        """Take a slot when one is free and nobody waits; False: call :meth:`acquire`."""
         if self._in_flight < self.limit and not self._waiters:
             self._in_flight += 1
             self.stats.admitted += 1
+            return True
+        return False
+
+    async def acquire(self, deadline: float | None) -> None:
+        if self.try_acquire():
             return
         if len(self._waiters) >= self.queue_size:
             self.stats.rejected_full += 1

@@ -49,6 +49,8 @@ _VERBS = ("get", "put", "post", "delete", "patch")
 _LITERAL = re.compile(r"^[A-Za-z0-9._~\-]+$")
 _VARIABLE = re.compile(r"^\{([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)(?:=\*)?\}$")
 _FORBIDDEN = frozenset("/\\?#%")
+_PLAIN_SEGMENT: Final = re.compile(rf"[A-Za-z0-9_~-][A-Za-z0-9._~-]{{0,{MAX_SEGMENT_LENGTH - 1}}}")
+"""Ids that are one valid segment as they stand (unreserved characters, not "." or "..")."""
 _PATH_TYPES = frozenset(
     {
         FieldDescriptor.TYPE_STRING,
@@ -229,6 +231,8 @@ def _read(message: Message, path: tuple[str, ...]) -> Any:
 
 def _encode_segment(variable: PathVariable, value: Any) -> str:
     text = value if isinstance(value, str) else str(value)
+    if _PLAIN_SEGMENT.fullmatch(text):  # the common case: nothing to check or escape
+        return text
     problem = segment_problem(text)
     if problem is not None:
         raise InvalidRequest(f"{variable.name} {problem}", [FieldViolation(variable.name, problem)])

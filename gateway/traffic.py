@@ -18,13 +18,13 @@ RetryInfo and QuotaFailure, answered by the server's error boundary.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
-from gateway.breaker import CircuitBreaker, verdict_of
+from gateway.breaker import CircuitBreaker, Verdict, verdict_of
 from gateway.clock import Clock, MonotonicClock
 from gateway.concurrency import ConcurrencyLimiter
 from gateway.errors import Refused, UpstreamAnswer
@@ -97,6 +97,8 @@ class TrafficControl:
             open_for=settings.breaker_open_seconds,
         )
         self.windows = WindowTable(lambda key: UpstreamWindow(self.clock, subject="upstream"))
+        self._limited = settings.global_limit is not None or settings.caller_limit is not None
+        self._admission_margin = settings.retry.min_attempt_time
 
     def deadline(self, seconds: float) -> float:
         return self.clock.monotonic() + seconds
@@ -138,36 +140,73 @@ class TrafficControl:
     ) -> T:
         """One attempt through breaker, window, limits and slot; ``send(timeout)`` does I/O.
 
-        ``check`` turns the answer into the result or raises (inside the breaker's guard,
-        so a 503 counts as a failure of the upstream). Time spent waiting for the window,
-        the buckets or a slot is added to the call's span as an event.
+        ``check`` turns the answer into the result or raises, before the breaker hears the
+        verdict (so a 503 counts as a failure of the upstream). Time spent waiting for the
+        window, the buckets or a slot is added to the call's span as an event.
+
+        Written out step by step rather than with context managers: this runs for every
+        call, and each stage has a synchronous fast path for when nothing has to wait.
         """
-        timeouts_count = self.time_left(deadline) >= SLOW_ATTEMPT
-        window = self.windows.get(caller_digest(upstream_credential or ""))
+        clock = self.clock
+        started = clock.monotonic()
+        timeouts_count = deadline - started >= SLOW_ATTEMPT
         # Waiting must leave time for the request itself: a call admitted with nothing
         # left would spend a token (and a slot) and then time out before it is sent.
-        admit_by = deadline - self.settings.retry.min_attempt_time
+        admit_by = deadline - self._admission_margin
+        concurrency = self.concurrency
+        holding = False
         try:
-            guard = self.breaker.guard(lambda e: verdict_of(e, timeouts_count=timeouts_count))
-            with guard:
-                started = self.clock.monotonic()
+            ticket = self.breaker.ticket()
+        except Refused as refused:
+            self._refused(trace, refused)
+            raise
+        try:
+            window = self.windows.get(caller_digest(upstream_credential or ""))
+            waited = False
+            if not window.try_pass():
                 await window.until_open(admit_by)
+                waited = True
+            if self._limited:
                 await self.limiter.acquire(
                     caller or "", self.settings.costs.cost(grpc_method), admit_by
                 )
-                holding = self.concurrency.slot(admit_by) if slot else contextlib.nullcontext()
-                async with holding:
-                    self._waited(trace, started)
-                    answer = await send(self.time_left(deadline))
-                window.observe(answer.status, answer.headers)
-                return check(answer)
-        except Refused as refused:
-            if trace is not None:
-                trace.event(
-                    "gateway.traffic.refused",
-                    {"reason": refused.reason, "retry_after_s": refused.retry_after or 0.0},
-                )
+                waited = True
+            if slot:
+                if not concurrency.try_acquire():
+                    await concurrency.acquire(admit_by)
+                    waited = True
+                holding = True
+            if waited and trace is not None:
+                self._waited(trace, started)
+            answer = await send(deadline - clock.monotonic())
+            if holding:
+                holding = False
+                concurrency.release()
+            window.observe(answer.status, answer.headers)
+            result = check(answer)
+        except asyncio.CancelledError:
+            ticket.release()
             raise
+        except Refused as refused:
+            ticket.report(Verdict.NONE)
+            self._refused(trace, refused)
+            raise
+        except Exception as error:
+            ticket.report(verdict_of(error, timeouts_count=timeouts_count))
+            raise
+        finally:
+            if holding:
+                concurrency.release()
+        ticket.success()
+        return result
+
+    @staticmethod
+    def _refused(trace: TraceParent | None, refused: Refused) -> None:
+        if trace is not None:
+            trace.event(
+                "gateway.traffic.refused",
+                {"reason": refused.reason, "retry_after_s": refused.retry_after or 0.0},
+            )
 
     def _waited(self, trace: TraceParent | None, started: float) -> None:
         waited = self.clock.monotonic() - started
@@ -188,9 +227,13 @@ class TrafficControl:
         (a stream that has started cannot be repeated).
         """
         window = self.windows.get(caller_digest(upstream_credential or ""))
-        admit_by = deadline - self.settings.retry.min_attempt_time
-        await window.until_open(admit_by)
-        await self.limiter.acquire(caller or "", self.settings.costs.cost(grpc_method), admit_by)
+        admit_by = deadline - self._admission_margin
+        if not window.try_pass():
+            await window.until_open(admit_by)
+        if self._limited:
+            await self.limiter.acquire(
+                caller or "", self.settings.costs.cost(grpc_method), admit_by
+            )
 
     async def close(self) -> None:
         if isinstance(self.limiter, RedisLimiter):

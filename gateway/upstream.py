@@ -1,10 +1,14 @@
-"""The upstream client: one pooled aiohttp session per process.
+"""The upstream client: the pooled connections of one upstream, for unary calls and streams.
 
-:class:`Upstream` owns the process's only :class:`aiohttp.ClientSession`. It follows no
-redirects, takes no proxy settings from the environment, bounds every request by the
-caller's deadline, and is the one place where aiohttp's exceptions are caught and turned
-into :mod:`gateway.errors` types. A cancelled call cancels its task, which aborts the HTTP
-request and releases the connection.
+:class:`Upstream` holds two kinds of pooled connections to the REST API's origin. Unary
+exchanges go through :class:`~gateway.http_client.HttpPool`, a lean keep-alive HTTP/1.1
+pool (the reasons and measurements are in gateway/http_client.py); long-lived answers
+(:meth:`Upstream.stream`, for SSE) through the process's aiohttp ``ClientSession``, whose
+stream reader, per-read timeouts and backpressure they use. Neither follows redirects or
+takes proxy settings from the environment; every request is bounded by the caller's
+deadline. This is the one place where the clients' and the socket's exceptions are caught
+and turned into :mod:`gateway.errors` types. A cancelled call cancels its task, which
+abandons the HTTP request and closes its connection.
 
 It is also where each attempt is observed (:class:`~gateway.telemetry.Exchange`): a CLIENT
 span named by the route template, the trace headers added to the request, and the
@@ -23,20 +27,24 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from gateway import __version__
+from gateway import __version__, http_client
 from gateway.errors import (
+    InvalidRequest,
     UpstreamAnswer,
     UpstreamTimeout,
     UpstreamTransportError,
 )
+from gateway.http_client import HttpPool, RawAnswer
 from gateway.telemetry import ClientTelemetry, Telemetry, TraceParent
 
 USER_AGENT: Final = f"gagiteck-gateway/{__version__}"
+KEEPALIVE_SECONDS: Final = 30.0
+"""How long an idle upstream connection is kept for reuse."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +66,20 @@ class Upstream:
         self.host = parts.hostname or ""
         self._base_path = parts.path.rstrip("/")
         self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._scheme = parts.scheme
         self._session: aiohttp.ClientSession | None = None
         self._connector: aiohttp.TCPConnector | None = None
+        self._pool: HttpPool | None = None
         port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._port = port
         self.telemetry: ClientTelemetry = (telemetry or Telemetry()).client(self.host, port, pool)
 
     def connections_in_use(self) -> int:
-        """Connections acquired by requests now (aiohttp keeps no public count of them)."""
-        connector = self._connector
-        return len(connector._acquired) if connector is not None else 0
+        """Connections serving a request now: unary exchanges plus open streams."""
+        pool, connector = self._pool, self._connector
+        # aiohttp keeps no public count of the connections its requests hold
+        streams = len(connector._acquired) if connector is not None else 0
+        return (pool.in_use if pool is not None else 0) + streams
 
     @property
     def base_url(self) -> str:
@@ -75,11 +88,21 @@ class Upstream:
     async def start(self) -> None:
         if self._session is not None:
             return
+        self._pool = HttpPool(
+            self._scheme,
+            self.host,
+            self._port,
+            size=self.settings.pool_size,
+            connect_timeout=self.settings.connect_timeout,
+            max_body_bytes=self.settings.max_body_bytes,
+            keepalive_timeout=KEEPALIVE_SECONDS,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        )
         connector = aiohttp.TCPConnector(
             limit=self.settings.pool_size,
             limit_per_host=self.settings.pool_size,
             ttl_dns_cache=300,
-            keepalive_timeout=30,
+            keepalive_timeout=KEEPALIVE_SECONDS,
             family=socket.AF_UNSPEC,
         )
         self._connector = connector
@@ -95,7 +118,10 @@ class Upstream:
 
     async def close(self) -> None:
         session, self._session = self._session, None
+        pool, self._pool = self._pool, None
         self._connector = None
+        if pool is not None:
+            await pool.close()
         if session is not None:
             await session.close()
 
@@ -135,28 +161,23 @@ class Upstream:
 
         ``trace`` is the call (or poller) the request belongs to; ``attempt`` counts from 1.
         """
-        session = self._session_for(route)
+        pool = self._pool
+        if pool is None:
+            raise UpstreamTransportError(
+                "the gateway is shutting down", "GATEWAY_CLOSED", self.host, route
+            )
         if timeout <= 0:
             raise UpstreamTimeout("the deadline had passed before the call", self.host, route)
-        client_timeout = aiohttp.ClientTimeout(
-            total=timeout, connect=min(self.settings.connect_timeout, timeout)
-        )
+        target = self._base_path + path
+        if query:
+            target += "?" + urlencode(query, quote_via=quote)
         sent = dict(headers)
         exchange = self.telemetry.begin(trace, method, route, attempt, sent)
         try:
             with self.translate_errors(route, timeout):
-                async with session.request(
-                    method,
-                    self._base_path + path,
-                    params=query or None,
-                    data=body,
-                    headers=sent,
-                    allow_redirects=False,
-                    timeout=client_timeout,
-                ) as response:
-                    exchange.answered(response.status)
-                    payload = await self._read(response, route)
-                    answer = self.answer(response, payload)
+                raw = await pool.request(method, target, sent, body, timeout)
+            exchange.answered(raw.status)
+            answer = self._answer(raw)
         except BaseException as exc:
             exchange.close(exc)
             raise
@@ -216,6 +237,15 @@ class Upstream:
         finally:
             exchange.close(failure)
 
+    def _answer(self, raw: RawAnswer) -> UpstreamAnswer:
+        return UpstreamAnswer(
+            status=raw.status,
+            headers=raw.headers,
+            body=raw.body,
+            content_type=raw.headers.get("content-type", ""),
+            host=self.host,
+        )
+
     def answer(self, response: aiohttp.ClientResponse, payload: bytes) -> UpstreamAnswer:
         return UpstreamAnswer(
             status=response.status,
@@ -232,6 +262,8 @@ class Upstream:
         """The one place where aiohttp's and the socket's exceptions become ours."""
         try:
             yield
+        except http_client.HttpClientError as exc:
+            raise self._translated(exc, route) from exc
         except aiohttp.ServerTimeoutError as exc:
             if idle_timeout is not None and "read" in str(exc).lower():
                 raise UpstreamTimeout(
@@ -284,31 +316,23 @@ class Upstream:
                 route,
             ) from exc
 
-    async def _read(self, response: aiohttp.ClientResponse, route: str) -> bytes:
-        limit = self.settings.max_body_bytes
-        length = response.content_length
-        if length is not None and length > limit:
-            raise UpstreamTransportError(
-                f"the upstream's answer is {length} bytes, over the {limit}-byte limit",
-                "UPSTREAM_BODY_TOO_LARGE",
-                self.host,
-                route,
-            )
-        if length is not None:
-            return await response.read()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_chunked(65536):
-            size += len(chunk)
-            if size > limit:
-                raise UpstreamTransportError(
-                    f"the upstream's answer exceeds the {limit}-byte limit",
-                    "UPSTREAM_BODY_TOO_LARGE",
-                    self.host,
-                    route,
-                )
-            chunks.append(chunk)
-        return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+    def _translated(self, exc: http_client.HttpClientError, route: str) -> Exception:
+        if isinstance(exc, http_client.UnsafeRequest):
+            return InvalidRequest(f"the request cannot be sent upstream: {exc.message}")
+        reason = _REASONS.get(type(exc), "UPSTREAM_CONNECTION_LOST")
+        message = exc.message
+        if reason == "UPSTREAM_UNREACHABLE":
+            message = f"cannot connect to the upstream {self.host}: {message}"
+        return UpstreamTransportError(message, reason, self.host, route)
+
+
+_REASONS: Final[Mapping[type[http_client.HttpClientError], str]] = {
+    http_client.ConnectFailed: "UPSTREAM_UNREACHABLE",
+    http_client.ConnectionLost: "UPSTREAM_CONNECTION_LOST",
+    http_client.BodyTruncated: "UPSTREAM_BODY_TRUNCATED",
+    http_client.ProtocolError: "UPSTREAM_PROTOCOL_ERROR",
+    http_client.BodyTooLarge: "UPSTREAM_BODY_TOO_LARGE",
+}
 
 
 def _plain(headers: CIMultiDictProxy[str]) -> dict[str, str]:

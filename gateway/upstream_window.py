@@ -146,6 +146,15 @@ class UpstreamWindow:
         self._roll(now)
         return max(self._closed_until - now, 0.0)
 
+    def try_pass(self) -> bool:
+        """Count a request and say True when the window is open now; False: call until_open."""
+        now = self.clock.monotonic()
+        self._roll(now)
+        if self._closed_until > now:
+            return False
+        self._spend(now)
+        return True
+
     async def until_open(self, deadline: float | None) -> None:
         """Return when a request may be sent (counting it), or raise Refused at once."""
         while True:
