@@ -43,7 +43,10 @@ import httptools
 
 MAX_HEADER_BYTES: Final = 64 * 1024
 """Most bytes of status line and headers accepted in one answer."""
-REPEATABLE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+REPEATABLE_METHODS: Final = frozenset({"GET", "OPTIONS", "PUT", "DELETE"})
+"""Methods safe to send again after a reused connection failed before any answer. HEAD
+is not among them because it is not supported at all: no route uses it, and an answer to
+it carries a Content-Length without a body, which the parser cannot be told."""
 _BAD: Final = frozenset("\r\n\x00")
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 
@@ -111,6 +114,7 @@ class _Connection(asyncio.Protocol):
         self.chunks: list[bytes] = []
         self.size = 0
         self.header_bytes = 0
+        self.head_bytes = 0
         self.headers_done = False
         self.until_close = False
         self.received = False
@@ -130,8 +134,17 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(ProtocolError("the upstream switched protocols"))
+            return
         except httptools.HttpParserError as exc:
             self._fail(self.failure or ProtocolError(f"malformed HTTP answer ({exc})"))
+            return
+        if not self.headers_done and self.waiter is not None:
+            # the parser holds an unfinished status line or header in memory: bound it
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEADER_BYTES:
+                self._fail(
+                    ProtocolError(f"the upstream's answer headers exceed {MAX_HEADER_BYTES} bytes")
+                )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -152,6 +165,10 @@ class _Connection(asyncio.Protocol):
             )
 
     # -- httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self.waiter is None:  # a second answer in the bytes of the first: nobody asked
+            raise ProtocolError("the upstream sent an answer nobody asked for")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value) + 4
@@ -225,8 +242,9 @@ class _Connection(asyncio.Protocol):
 
     def timed_out(self) -> None:
         waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(TimeoutError())
+        if waiter is None or waiter.done():  # the answer beat the timer: keep the connection
+            return
+        waiter.set_exception(TimeoutError())
         self.close()
 
     def _fail(self, error: HttpClientError) -> None:
@@ -258,7 +276,11 @@ def _decoded(body: bytes, encoding: str, limit: int) -> bytes:
     except zlib.error as exc:
         raise ProtocolError(f"the upstream's {coding} body does not decompress ({exc})") from exc
     if len(out) > limit:
-        raise BodyTooLarge(f"the upstream's answer exceeds the {limit}-byte limit once decompressed")
+        raise BodyTooLarge(
+            f"the upstream's answer exceeds the {limit}-byte limit once decompressed"
+        )
+    if not inflater.eof:
+        raise ProtocolError(f"the upstream's {coding} body ends before its compressed stream")
     return out
 
 
@@ -316,6 +338,8 @@ class HttpPool:
         timeout: float,
     ) -> RawAnswer:
         """One exchange within ``timeout`` seconds; ``target`` is the path and query."""
+        if method == "HEAD":
+            raise UnsafeRequest("HEAD requests are not supported by this client")
         deadline = self.loop.time() + timeout
         data = self._serialize(method, target, headers, body)
         repeatable = method in REPEATABLE_METHODS or "Idempotency-Key" in headers
