@@ -39,7 +39,7 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamTransportError,
 )
-from gateway.http_client import HttpPool, RawAnswer
+from gateway.http_client import HttpPool
 from gateway.telemetry import ClientTelemetry, Telemetry, TraceParent
 
 USER_AGENT: Final = f"gagiteck-gateway/{__version__}"
@@ -174,13 +174,22 @@ class Upstream:
         sent = dict(headers)
         exchange = self.telemetry.begin(trace, method, route, attempt, sent)
         try:
-            with self.translate_errors(route, timeout):
-                raw = await pool.request(method, target, sent, body, timeout)
-            exchange.answered(raw.status)
-            answer = self._answer(raw)
+            raw = await pool.request(method, target, sent, body, timeout)
+        except (http_client.HttpClientError, OSError) as exc:
+            error = self.translate(exc, route, timeout)
+            exchange.close(error)
+            raise error from exc
         except BaseException as exc:
             exchange.close(exc)
             raise
+        exchange.answered(raw.status)
+        answer = UpstreamAnswer(
+            status=raw.status,
+            headers=raw.headers,
+            body=raw.body,
+            content_type=raw.headers.get("content-type", ""),
+            host=self.host,
+        )
         exchange.close()
         return answer
 
@@ -237,15 +246,6 @@ class Upstream:
         finally:
             exchange.close(failure)
 
-    def _answer(self, raw: RawAnswer) -> UpstreamAnswer:
-        return UpstreamAnswer(
-            status=raw.status,
-            headers=raw.headers,
-            body=raw.body,
-            content_type=raw.headers.get("content-type", ""),
-            host=self.host,
-        )
-
     def answer(self, response: aiohttp.ClientResponse, payload: bytes) -> UpstreamAnswer:
         return UpstreamAnswer(
             status=response.status,
@@ -259,62 +259,74 @@ class Upstream:
     def translate_errors(
         self, route: str, timeout: float | None, idle_timeout: float | None = None
     ) -> Iterator[None]:
-        """The one place where aiohttp's and the socket's exceptions become ours."""
+        """Raise what :meth:`translate` makes of an exception the block raises."""
         try:
             yield
-        except http_client.HttpClientError as exc:
-            raise self._translated(exc, route) from exc
-        except aiohttp.ServerTimeoutError as exc:
+        except (http_client.HttpClientError, aiohttp.ClientError, OSError) as exc:
+            raise self.translate(exc, route, timeout, idle_timeout) from exc
+
+    def translate(
+        self,
+        exc: BaseException,
+        route: str,
+        timeout: float | None,
+        idle_timeout: float | None = None,
+    ) -> Exception:
+        """The one place where the clients' and the socket's exceptions become ours.
+
+        ``exc`` is an HttpClientError, an aiohttp.ClientError or an OSError (TimeoutError
+        included); the result is to be raised from it.
+        """
+        if isinstance(exc, http_client.HttpClientError):
+            return self._translated(exc, route)
+        if isinstance(exc, aiohttp.ServerTimeoutError):
             if idle_timeout is not None and "read" in str(exc).lower():
-                raise UpstreamTimeout(
+                return UpstreamTimeout(
                     f"the upstream stream was silent for more than {idle_timeout:.3g}s",
                     self.host,
                     route,
                     reason="UPSTREAM_STREAM_IDLE",
-                ) from exc
-            raise UpstreamTimeout(
-                f"the upstream did not answer in time ({exc})", self.host, route
-            ) from exc
-        except TimeoutError as exc:
+                )
+            return UpstreamTimeout(f"the upstream did not answer in time ({exc})", self.host, route)
+        if isinstance(exc, TimeoutError):
             limit = f" ({timeout:.3g}s)" if timeout is not None else ""
-            raise UpstreamTimeout(
+            return UpstreamTimeout(
                 f"the upstream did not answer within the deadline{limit}", self.host, route
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamTransportError(
+            )
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return UpstreamTransportError(
                 f"cannot connect to the upstream {self.host}: {exc.os_error.strerror or exc}",
                 "UPSTREAM_UNREACHABLE",
                 self.host,
                 route,
-            ) from exc
-        except aiohttp.ServerDisconnectedError as exc:
-            raise UpstreamTransportError(
+            )
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
+            return UpstreamTransportError(
                 "the upstream closed the connection without answering",
                 "UPSTREAM_CONNECTION_LOST",
                 self.host,
                 route,
-            ) from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise UpstreamTransportError(
+            )
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return UpstreamTransportError(
                 "the upstream's answer was cut off before its end (truncated body)",
                 "UPSTREAM_BODY_TRUNCATED",
                 self.host,
                 route,
-            ) from exc
-        except aiohttp.ClientResponseError as exc:
-            raise UpstreamTransportError(
+            )
+        if isinstance(exc, aiohttp.ClientResponseError):
+            return UpstreamTransportError(
                 f"the upstream sent a malformed HTTP answer: {exc.message}",
                 "UPSTREAM_PROTOCOL_ERROR",
                 self.host,
                 route,
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamTransportError(
-                f"the connection to the upstream failed: {type(exc).__name__}",
-                "UPSTREAM_CONNECTION_LOST",
-                self.host,
-                route,
-            ) from exc
+            )
+        return UpstreamTransportError(
+            f"the connection to the upstream failed: {type(exc).__name__}",
+            "UPSTREAM_CONNECTION_LOST",
+            self.host,
+            route,
+        )
 
     def _translated(self, exc: http_client.HttpClientError, route: str) -> Exception:
         if isinstance(exc, http_client.UnsafeRequest):

@@ -48,6 +48,11 @@ class RateLimitHeaders:
     retry_after: float | None = None
 
 
+_RATE_HEADERS: Final = frozenset(
+    {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after"}
+)
+
+
 def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> RateLimitHeaders:
     """Read the four headers (any case); ``now`` is the Unix time the answer arrived."""
     lowered = {k.lower(): v for k, v in headers.items()}
@@ -124,7 +129,9 @@ class UpstreamWindow:
         self._closed_until = -math.inf
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
-        """Take in one upstream answer's status and headers."""
+        """Take in one upstream answer's status and headers (names in lower case)."""
+        if status != 429 and status != 503 and not _RATE_HEADERS.intersection(headers):
+            return  # nothing said about the window (the common case without limits)
         now = self.clock.monotonic()
         said = parse_rate_limit_headers(headers, self.wall())
         if said.limit is not None:
