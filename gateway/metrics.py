@@ -17,7 +17,16 @@ chosen because
 Label values are bounded by construction: gRPC service, method and code names, route
 *templates* (``GET /v1/agents/{agent_id}``, never a path with an id), HTTP status codes,
 pool and stream kinds. Children are bound once (per route at start-up, per code on first
-use) so recording a call is a dictionary lookup and a lock, not label validation.
+use) so recording a call is a dictionary lookup, not label validation.
+
+The series recorded on every call or stream message (the two duration histograms, calls
+in flight, stream messages) are :class:`LoopHistogram`, :class:`LoopGauge` and
+:class:`LoopCounter`: collectors of this registry whose children are plain numbers
+changed from the event loop's thread only. prometheus_client's own children take a
+threading lock on every change and walk the buckets in Python; with four records per call
+that came to about 19 µs of the ~285 µs a call cost (bench/, 2026-11-23), against a
+list index and two additions here. Everything else changes rarely and stays
+prometheus_client's.
 
 Series (see the README's Observability section):
 
@@ -52,8 +61,9 @@ The traffic-control series are read from the limiters' own counters when scraped
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Final
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 import grpc
 from prometheus_client import (
@@ -61,11 +71,16 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from gateway import __version__
 from gateway.breaker import BreakerState
@@ -97,38 +112,171 @@ RPC_BUCKETS: Final = (
 )
 UPSTREAM_BUCKETS: Final = RPC_BUCKETS[:-1]
 
+C = TypeVar("C")
+
+
+def _go_float(value: float) -> str:
+    """A bucket bound as prometheus_client writes it (``0.005``, ``1.0``, ``+Inf``)."""
+    text: str = floatToGoString(value)  # type: ignore[no-untyped-call]
+    return text
+
+
+class _LoopMetric(Collector, Generic[C]):
+    """A labelled series whose children are changed from the event loop's thread only."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], C] = {}
+        registry.register(self)
+
+    def labels(self, *values: str) -> C:
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._child()
+        return child
+
+    def _child(self) -> C:
+        raise NotImplementedError
+
+    def describe(self) -> Iterable[Metric]:
+        return self.collect()
+
+
+class HistogramChild:
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last is the +Inf bucket's own share
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+class LoopHistogram(_LoopMetric[HistogramChild]):
+    """Prometheus histogram semantics (``le`` buckets, ``_sum``, ``_count``)."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+        buckets: Sequence[float],
+    ) -> None:
+        self.bounds = tuple(float(b) for b in buckets)
+        if list(self.bounds) != sorted(set(self.bounds)):
+            raise ValueError(f"{name}: buckets must be increasing")
+        self._les = [_go_float(b) for b in self.bounds] + ["+Inf"]
+        super().__init__(name, documentation, labelnames, registry)
+
+    def _child(self) -> HistogramChild:
+        return HistogramChild(self.bounds)
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, child in list(self._children.items()):
+            running = 0
+            buckets: list[tuple[str, float]] = []
+            for le, count in zip(self._les, child.counts, strict=True):
+                running += count
+                buckets.append((le, running))
+            family.add_metric(values, buckets, child.sum)
+        yield family
+
+
+class GaugeChild:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+    def dec(self, amount: float = 1.0) -> None:
+        self.value -= amount
+
+
+class LoopGauge(_LoopMetric[GaugeChild]):
+    def _child(self) -> GaugeChild:
+        return GaugeChild()
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, child in list(self._children.items()):
+            family.add_metric(values, child.value)
+        yield family
+
+
+class CounterChild:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        self.value += amount
+
+
+class LoopCounter(_LoopMetric[CounterChild]):
+    """``name`` without ``_total``: the exposition adds it."""
+
+    def _child(self) -> CounterChild:
+        return CounterChild()
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, child in list(self._children.items()):
+            family.add_metric(values, child.value)
+        yield family
+
 
 class Metrics:
     """Every series of one gateway, in its own registry."""
 
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
-        self.rpc_duration = Histogram(
+        self.rpc_duration = LoopHistogram(
             "gateway_rpc_duration_seconds",
             "Time from a call's arrival to its status, by method and gRPC code.",
             ("grpc_service", "grpc_method", "grpc_type", "grpc_code"),
+            registry,
             buckets=RPC_BUCKETS,
-            registry=registry,
         )
-        self.rpcs_in_flight = Gauge(
+        self.rpcs_in_flight = LoopGauge(
             "gateway_rpcs_in_flight",
             "Calls being handled now.",
             ("grpc_service", "grpc_method"),
-            registry=registry,
+            registry,
         )
-        self.stream_messages = Counter(
+        self.stream_messages = LoopCounter(
             "gateway_stream_messages",
             "Messages sent on server-streaming calls (relayed events, watched states).",
             ("grpc_service", "grpc_method"),
-            registry=registry,
+            registry,
         )
-        self.upstream_duration = Histogram(
+        self.upstream_duration = LoopHistogram(
             "gateway_upstream_request_duration_seconds",
             "Upstream HTTP exchanges by route template and HTTP status (or 'error' and "
             "'timeout' when no answer came). Event streams are timed to their headers.",
             ("route", "status"),
+            registry,
             buckets=UPSTREAM_BUCKETS,
-            registry=registry,
         )
         self.upstream_retries = Counter(
             "gateway_upstream_retries",
@@ -176,7 +324,7 @@ class Metrics:
         self.watch_open = self.streams_open.labels("watch")
         self.webhooks_accepted = self.webhook_deliveries.labels("accepted")
         self.webhooks_rejected = self.webhook_deliveries.labels("rejected")
-        self._upstream: dict[tuple[str, int | str], Histogram] = {}
+        self._upstream: dict[tuple[str, int | str], HistogramChild] = {}
         self._retries: dict[str, Counter] = {}
 
     # -- binding at start-up
@@ -198,7 +346,7 @@ class Metrics:
 
     # -- per call
 
-    def upstream(self, route: str, status: int | str) -> Histogram:
+    def upstream(self, route: str, status: int | str) -> HistogramChild:
         """The duration child for a route and status (bound on first use)."""
         key = (route, status)
         child = self._upstream.get(key)

@@ -234,6 +234,9 @@ class Gateway:
                 ("grpc.max_receive_message_length", self.config.max_message_bytes),
                 ("grpc.max_send_message_length", self.config.max_message_bytes),
                 ("grpc.so_reuseport", 1 if self.config.workers > 1 else 0),
+                # The channelz service is not served, so its per-call accounting in the
+                # gRPC core would be work nobody reads.
+                ("grpc.enable_channelz", 0),
             ]
         )
         self._register(server)

@@ -79,12 +79,11 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from prometheus_client import Counter, Histogram
 
 from gateway import __version__
 from gateway.config import OtlpConfig, TelemetryConfig
 from gateway.errors import UpstreamTimeout
-from gateway.metrics import Metrics
+from gateway.metrics import CounterChild, HistogramChild, Metrics
 from gateway.redaction import Redactor
 
 log = logging.getLogger("gateway.telemetry")
@@ -401,12 +400,12 @@ class RpcTelemetry:
         }
         metrics = telemetry.metrics
         self.in_flight = metrics.rpcs_in_flight.labels(self.service, self.method)
-        self.messages: Counter | None = (
+        self.messages: CounterChild | None = (
             metrics.stream_messages.labels(self.service, self.method) if server_streaming else None
         )
-        self._durations: dict[grpc.StatusCode, Histogram] = {}
+        self._durations: dict[grpc.StatusCode, HistogramChild] = {}
 
-    def duration(self, code: grpc.StatusCode) -> Histogram:
+    def duration(self, code: grpc.StatusCode) -> HistogramChild:
         child = self._durations.get(code)
         if child is None:
             child = self._durations[code] = self.telemetry.metrics.rpc_duration.labels(

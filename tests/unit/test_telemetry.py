@@ -132,7 +132,7 @@ def test_a_call_ended_without_a_status_was_cancelled(
     assert vars(record)["trace_id"] == PARENT[3:35]
     assert "span_id" not in vars(record)
     assert record.levelno == (logging.WARNING if code == "DEADLINE_EXCEEDED" else logging.INFO)
-    assert rpc.in_flight._value.get() == 0
+    assert rpc.in_flight.value == 0
 
 
 def test_the_access_log_can_be_turned_off(caplog: pytest.LogCaptureFixture) -> None:
