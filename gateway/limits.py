@@ -177,8 +177,12 @@ class Gcra:
     def reserve(self, at: float, cost: float) -> Reservation:
         """Spend ``cost`` at time ``at`` (an admission time at least this bucket's own)."""
         previous = self.tat
-        self.tat = max(self.tat, at) + min(cost, self.limit.burst) / self.limit.rate
+        self.spend(at, cost)
         return Reservation(self, previous, self.tat)
+
+    def spend(self, at: float, cost: float) -> None:
+        """:meth:`reserve` for a call admitted at once, which is never given back."""
+        self.tat = max(self.tat, at) + min(cost, self.limit.burst) / self.limit.rate
 
     def idle(self, now: float) -> bool:
         """Whether the bucket is full again (forgetting it loses nothing)."""
@@ -266,13 +270,16 @@ class LocalLimiter:
             if when > at:
                 at, subject = when, name
         wait = at - now
-        if wait > 0 and deadline is not None and at >= deadline:
+        if wait <= 0:
+            for _, bucket in buckets:
+                bucket.spend(at, cost)
+            self.stats.admitted += 1
+            return
+        if deadline is not None and at >= deadline:
             self.stats.refused += 1
             raise refusal(subject, wait, deadline - now)
         reservations = [bucket.reserve(at, cost) for _, bucket in buckets]
         self.stats.admitted += 1
-        if wait <= 0:
-            return
         self.stats.delayed += 1
         try:
             await self.clock.sleep(wait)

@@ -98,6 +98,7 @@ class TrafficControl:
         )
         self.windows = WindowTable(lambda key: UpstreamWindow(self.clock, subject="upstream"))
         self._limited = settings.global_limit is not None or settings.caller_limit is not None
+        self._costs: dict[str, float] = {}  # per gRPC method, from the cost table
         self._admission_margin = settings.retry.min_attempt_time
 
     def deadline(self, seconds: float) -> float:
@@ -167,9 +168,7 @@ class TrafficControl:
                 await window.until_open(admit_by)
                 waited = True
             if self._limited:
-                await self.limiter.acquire(
-                    caller or "", self.settings.costs.cost(grpc_method), admit_by
-                )
+                await self.limiter.acquire(caller or "", self._cost(grpc_method), admit_by)
                 waited = True
             if slot:
                 if not concurrency.try_acquire():
@@ -199,6 +198,12 @@ class TrafficControl:
                 concurrency.release()
         ticket.success()
         return result
+
+    def _cost(self, grpc_method: str) -> float:
+        cost = self._costs.get(grpc_method)
+        if cost is None:
+            cost = self._costs[grpc_method] = self.settings.costs.cost(grpc_method)
+        return cost
 
     @staticmethod
     def _refused(trace: TraceParent | None, refused: Refused) -> None:
@@ -231,9 +236,7 @@ class TrafficControl:
         if not window.try_pass():
             await window.until_open(admit_by)
         if self._limited:
-            await self.limiter.acquire(
-                caller or "", self.settings.costs.cost(grpc_method), admit_by
-            )
+            await self.limiter.acquire(caller or "", self._cost(grpc_method), admit_by)
 
     async def close(self) -> None:
         if isinstance(self.limiter, RedisLimiter):
