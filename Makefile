@@ -122,6 +122,10 @@ bench: $(STAMP) ## Gateway vs direct REST, naive passthrough, vanguard-go, varia
 bench-streaming: $(STAMP) ## Streams: added time to first event, events/s, memory per idle stream
 	$(PY) bench/streaming.py
 
+.PHONY: bench-clients
+bench-clients: $(STAMP) ## One upstream GET in a grpc.aio handler: aiohttp vs the gateway's pool
+	$(PY) bench/upstream_clients.py
+
 .PHONY: bench-profile
 bench-profile: $(STAMP) ## py-spy profile of the gateway under load; top frames by own time
 	$(PY) bench/profile_gateway.py
