@@ -28,6 +28,8 @@ class CallerMetadata:
 
 
 _ids = random.Random(int.from_bytes(os.urandom(16), "big"))
+# A forked worker must not repeat its parent's sequence (GATEWAY_WORKERS forks).
+os.register_at_fork(after_in_child=lambda: _ids.seed(int.from_bytes(os.urandom(16), "big")))
 
 
 def new_request_id() -> str:

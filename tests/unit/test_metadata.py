@@ -43,3 +43,23 @@ def test_odd_request_ids_refused(bad: str) -> None:
 
 def test_binary_metadata_ignored() -> None:
     assert read_metadata([("trace-bin", b"\r\n")]).authorization is None
+
+
+def test_a_forked_process_makes_different_request_ids() -> None:
+    import os
+
+    from gateway.metadata import new_request_id
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send one id and leave at once
+        try:
+            os.write(write, new_request_id().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == 32
+    assert child != new_request_id()
