@@ -267,21 +267,37 @@ def _decoded(body: bytes, encoding: str, limit: int) -> bytes:
     if coding in ("gzip", "x-gzip"):
         wbits = 16 + zlib.MAX_WBITS
     elif coding == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send
-        wbits = zlib.MAX_WBITS if body[:1] == b"\x78" else -zlib.MAX_WBITS
+        wbits = zlib.MAX_WBITS if _zlib_header(body) else -zlib.MAX_WBITS
     else:
         raise ProtocolError(f"the upstream's answer uses an encoding it was not offered: {coding}")
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise ProtocolError(f"the upstream's {coding} body does not decompress ({exc})") from exc
-    if len(out) > limit:
-        raise BodyTooLarge(
-            f"the upstream's answer exceeds the {limit}-byte limit once decompressed"
-        )
-    if not inflater.eof:
-        raise ProtocolError(f"the upstream's {coding} body ends before its compressed stream")
-    return out
+    parts: list[bytes] = []
+    size = 0
+    rest = body
+    while True:  # a gzip body may hold several members, one after another
+        inflater = zlib.decompressobj(wbits)
+        try:
+            part = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            raise ProtocolError(
+                f"the upstream's {coding} body does not decompress ({exc})"
+            ) from exc
+        size += len(part)
+        if size > limit:
+            raise BodyTooLarge(
+                f"the upstream's answer exceeds the {limit}-byte limit once decompressed"
+            )
+        if not inflater.eof:
+            raise ProtocolError(f"the upstream's {coding} body ends before its compressed stream")
+        parts.append(part)
+        rest = inflater.unused_data
+        if not rest or wbits != 16 + zlib.MAX_WBITS:
+            break
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _zlib_header(body: bytes) -> bool:
+    """Whether ``body`` starts with a zlib header (RFC 1950: method 8, check bits)."""
+    return len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
 
 
 class HttpPool:

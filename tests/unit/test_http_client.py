@@ -440,6 +440,24 @@ async def test_compressed_body_is_decoded(coding: str, encode: Callable[[bytes],
 
 
 @pytest.mark.asyncio
+async def test_gzip_body_of_several_members_is_decoded_whole() -> None:
+    body = gzip.compress(b"first half, ") + gzip.compress(b"second half")
+    data = response(body, headers=[("Content-Encoding", "gzip")])
+    async with serving(keep_answering(data)) as server, pooled(server.port) as pool:
+        assert (await get(pool)).body == b"first half, second half"
+
+
+@pytest.mark.asyncio
+async def test_deflate_with_a_small_zlib_window_is_read_as_zlib() -> None:
+    packer = zlib.compressobj(wbits=9)  # header byte 0x18, not the usual 0x78
+    body = packer.compress(b"small window " * 20) + packer.flush()
+    assert body[0] != 0x78
+    data = response(body, headers=[("Content-Encoding", "deflate")])
+    async with serving(keep_answering(data)) as server, pooled(server.port) as pool:
+        assert (await get(pool)).body == b"small window " * 20
+
+
+@pytest.mark.asyncio
 async def test_unknown_content_encoding_raises_protocol_error() -> None:
     data = response(b"\x1b\x03\x00", headers=[("Content-Encoding", "br")])
     async with serving(keep_answering(data)) as server, pooled(server.port) as pool:
