@@ -29,8 +29,10 @@ were the first choice and were set aside:
 
 Tracing off (no exporter configured) means: no TracerProvider, no span objects, and the
 caller's trace headers are forwarded upstream unchanged so the upstream still joins the
-caller's trace. Tracing on with a call the sampler drops: the server span is the SDK's
-non-recording span (ids only), no client spans are created, and its context is injected.
+caller's trace. Tracing on with a call the sampler drops: the call gets a span context
+(ids only) by the sampler's own rule without entering the SDK (:class:`HeadSampling`, for
+the ratio and always-off samplers), no client spans are created, and its context is
+injected.
 Client faults (INVALID_ARGUMENT, NOT_FOUND, …) leave the server span's status unset;
 UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE and DATA_LOSS mark it as an
 error, as the gRPC semantic conventions say. Client spans follow the same line: an
