@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import platform
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 import grpc
@@ -216,8 +216,7 @@ class LoopGauge(_LoopMetric[GaugeChild]):
 
     def collect(self) -> Iterable[Metric]:
         family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in list(self._children.items()):
-            family.add_metric(values, child.value)
+        _add_values(family, self._children)
         yield family
 
 
@@ -241,9 +240,16 @@ class LoopCounter(_LoopMetric[CounterChild]):
 
     def collect(self) -> Iterable[Metric]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in list(self._children.items()):
-            family.add_metric(values, child.value)
+        _add_values(family, self._children)
         yield family
+
+
+def _add_values(
+    family: GaugeMetricFamily | CounterMetricFamily,
+    children: Mapping[tuple[str, ...], GaugeChild | CounterChild],
+) -> None:
+    for values, child in list(children.items()):
+        family.add_metric(values, child.value)
 
 
 class Metrics:
