@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import gzip
 import socket
+import ssl
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import pytest
+import trustme
 
 from gateway.http_client import (
     MAX_HEADER_BYTES,
@@ -859,3 +861,54 @@ async def test_unsafe_fixed_header_is_refused_when_the_pool_is_made() -> None:
 async def test_unsupported_scheme_is_refused() -> None:
     with pytest.raises(ValueError, match="scheme"):
         HttpPool("ftp", "127.0.0.1", 21, size=1, connect_timeout=1.0, max_body_bytes=1)
+
+
+@pytest.mark.asyncio
+async def test_https_origin_is_verified_and_used_with_keep_alive() -> None:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server_context)
+    accepted = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        try:
+            while (await reader.readuntil(b"\r\n\r\n")) and not writer.is_closing():
+                writer.write(response(b"secret"))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_context)
+    port = server.sockets[0].getsockname()[1]
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    try:
+        pool = HttpPool(
+            "https",
+            "localhost",
+            port,
+            size=2,
+            connect_timeout=2.0,
+            max_body_bytes=1 << 20,
+            ssl_context=trusting,
+        )
+        try:
+            for _ in range(3):
+                answer = await pool.request("GET", "/", {}, None, 2.0)
+                assert (answer.status, answer.body) == (200, b"secret")
+            assert accepted == 1
+        finally:
+            await pool.close()
+        untrusting = HttpPool(
+            "https", "localhost", port, size=1, connect_timeout=2.0, max_body_bytes=1 << 20
+        )
+        try:
+            with pytest.raises(ConnectFailed, match=r"(?i)certificate"):
+                await untrusting.request("GET", "/", {}, None, 2.0)
+        finally:
+            await untrusting.close()
+    finally:
+        server.close()
+        await server.wait_closed()
