@@ -3,11 +3,11 @@
 The unary path sends every call to the same origin, one request per connection at a time,
 and needs none of what makes a general client general (cookies, redirects, proxies,
 per-request URL objects, trace signals, stream readers). Measured on this project's
-machines (bench/, docs/BENCHMARKS.md), a grpc.aio handler that makes one upstream GET costs
-about 300 µs of CPU per call through aiohttp's ``ClientSession`` and about 140 µs through
-this pool; a bare handler costs about 105. So unary exchanges go through :class:`HttpPool`,
-while long-lived streams (SSE), whose per-request cost is spread over many events, keep
-aiohttp (gateway/upstream.py).
+machines (``make bench-clients``, docs/BENCHMARKS.md), a grpc.aio handler that makes one
+upstream GET costs about 256 µs of CPU per call through aiohttp's ``ClientSession`` and
+about 153 µs through this pool; a bare handler costs about 96. So unary exchanges go
+through :class:`HttpPool`, while long-lived streams (SSE), whose per-request cost is spread
+over many events, keep aiohttp (gateway/upstream.py).
 
 What is written here is only the connection handling: HTTP parsing is httptools' (llhttp,
 the parser behind uvloop's and uvicorn's HTTP). The pool

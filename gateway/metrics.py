@@ -23,10 +23,10 @@ The series recorded on every call or stream message (the two duration histograms
 in flight, stream messages) are :class:`LoopHistogram`, :class:`LoopGauge` and
 :class:`LoopCounter`: collectors of this registry whose children are plain numbers
 changed from the event loop's thread only. prometheus_client's own children take a
-threading lock on every change and walk the buckets in Python; with four records per call
-that came to about 19 µs of the ~285 µs a call cost (bench/, 2026-11-23), against a
-list index and two additions here. Everything else changes rarely and stays
-prometheus_client's.
+threading lock on every change and walk the buckets in Python, four times per call; here
+a record is a list index and two additions (with channelz off in the same commit, the
+gateway went from 299 to 286 µs of CPU per call: docs/BENCHMARKS.md). Everything else
+changes rarely and stays prometheus_client's.
 
 Series (see the README's Observability section):
 

@@ -155,8 +155,8 @@ class HeadSampling:
 
     Most calls are dropped at a low sampling ratio, and for them the SDK's ``start_span``
     (sampler objects, id generator, span context, non-recording span) was measured at
-    about 30 µs of a ~270 µs call, cold-cache (bench/, 2026-11-23). The rules are the SDK
-    sampler's own, applied to the same ids:
+    about 30 µs of a ~270 µs call, cold-cache (docs/BENCHMARKS.md, commit bf435f1's row).
+    The rules are the SDK sampler's own, applied to the same ids:
 
     * no valid ``traceparent``: a random trace id; ``traceidratio`` keeps it when its low
       64 bits are below the sampler's bound, ``always_off`` never;
