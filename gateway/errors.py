@@ -11,6 +11,9 @@
 Anything else that escapes a handler is a bug: :func:`to_status` answers it as INTERNAL
 with a fixed message and the caller never sees a traceback.
 
+Every failure is named by a :class:`FailureReason` (the ErrorInfo reason), and the sets
+below the enum say what each reason means for the rest of the gateway: whether the request
+may have reached the upstream (retries) and whether the upstream answered (the breaker).
 Upstream HTTP statuses map to codes as google.rpc.Code documents its HTTP mapping (the
 table in DESIGN.md). Every status carries exactly one ErrorInfo (reason in UPPER_SNAKE_CASE,
 domain = the upstream host, metadata with the HTTP status) and a RequestInfo with the
@@ -19,17 +22,82 @@ request id; BadRequest, RetryInfo and QuotaFailure are added where they apply.
 
 from __future__ import annotations
 
-import email.utils
+import enum
 import re
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import grpc
-import orjson
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from gateway.error_body import FieldViolation, parse_error_body
+
+
+class FailureReason(enum.StrEnum):
+    """The ErrorInfo reasons of failures the gateway names itself."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    """The caller's message or metadata cannot be turned into an upstream request."""
+    INTERNAL_GATEWAY_ERROR = "INTERNAL_GATEWAY_ERROR"
+    """A bug: the request id finds it in the gateway's log."""
+    GATEWAY_CLOSED = "GATEWAY_CLOSED"
+    """The gateway is shutting down and sends nothing more."""
+    GATEWAY_RATE_LIMITED = "GATEWAY_RATE_LIMITED"
+    """A token bucket's wait would outlast the call's deadline."""
+    GATEWAY_OVERLOADED = "GATEWAY_OVERLOADED"
+    """Every upstream slot is taken and the queue for them is full."""
+    GATEWAY_QUEUE_TIMEOUT = "GATEWAY_QUEUE_TIMEOUT"
+    """The deadline passed while the call waited for an upstream slot."""
+    CIRCUIT_OPEN = "CIRCUIT_OPEN"
+    """The upstream is failing and the breaker stopped sending to it."""
+    UPSTREAM_QUOTA_SPENT = "UPSTREAM_QUOTA_SPENT"
+    """The upstream's own rate-limit window is spent until after the deadline."""
+    OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
+    """A request that is not safe to repeat was sent, then the connection was lost."""
+    UPSTREAM_UNREACHABLE = "UPSTREAM_UNREACHABLE"
+    """No connection could be made: nothing was sent."""
+    UPSTREAM_CONNECTION_LOST = "UPSTREAM_CONNECTION_LOST"
+    """The connection closed or failed before the answer was complete."""
+    UPSTREAM_BODY_TRUNCATED = "UPSTREAM_BODY_TRUNCATED"
+    """The answer's body was cut off before its end."""
+    UPSTREAM_PROTOCOL_ERROR = "UPSTREAM_PROTOCOL_ERROR"
+    """The bytes that arrived are not a valid HTTP answer."""
+    UPSTREAM_BODY_TOO_LARGE = "UPSTREAM_BODY_TOO_LARGE"
+    """The answer is larger than the gateway reads."""
+    UPSTREAM_BODY_UNREADABLE = "UPSTREAM_BODY_UNREADABLE"
+    """A 2xx answer whose body is not the JSON the method expects."""
+    UPSTREAM_TIMEOUT = "UPSTREAM_TIMEOUT"
+    """The caller's deadline passed before the upstream answered."""
+    UPSTREAM_STREAM_IDLE = "UPSTREAM_STREAM_IDLE"
+    """An event stream stayed silent for longer than the idle limit."""
+    UPSTREAM_STREAM_CUT = "UPSTREAM_STREAM_CUT"
+    """An event stream ended before its terminal event."""
+    UPSTREAM_EVENT_TOO_LARGE = "UPSTREAM_EVENT_TOO_LARGE"
+    """One event of a stream is larger than a message may be."""
+    UPSTREAM_NOT_A_STREAM = "UPSTREAM_NOT_A_STREAM"
+    """A streaming route answered something other than an event stream."""
+
+
+NOT_SENT: Final = frozenset({FailureReason.UPSTREAM_UNREACHABLE})
+"""Transport failures raised before any byte of the request left: safe to send again."""
+OUTCOME_UNCERTAIN: Final = frozenset(
+    {
+        FailureReason.UPSTREAM_CONNECTION_LOST,
+        FailureReason.UPSTREAM_BODY_TRUNCATED,
+        FailureReason.UPSTREAM_PROTOCOL_ERROR,
+    }
+)
+"""Transport failures after the request may have reached the upstream, with no usable
+answer: repeated only when the request is safe to repeat."""
+ANSWERED: Final = frozenset({FailureReason.UPSTREAM_BODY_TOO_LARGE})
+"""Transport failures in which the upstream did answer (it is up, whatever the gateway
+made of its answer)."""
+
+RETRYABLE_STATUSES: Final = frozenset({502, 503, 504})
+"""HTTP statuses that say the upstream could not handle the request: the breaker counts
+them as failures, and requests that are safe to repeat are retried after them."""
 
 GATEWAY_DOMAIN: Final = "gateway.gagiteck.v1"
 """ErrorInfo domain for failures decided by the gateway rather than the upstream."""
@@ -93,12 +161,6 @@ def upper_snake(text: str) -> str:
     return _SNAKE.sub("_", text.upper()).strip("_")
 
 
-@dataclass(frozen=True, slots=True)
-class FieldViolation:
-    field: str
-    description: str
-
-
 class GatewayError(Exception):
     """Base of the expected failures; each knows its gRPC code and details."""
 
@@ -123,7 +185,7 @@ class InvalidRequest(GatewayError):
     """The request cannot be turned into an upstream call; nothing was sent."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
-    reason = "INVALID_ARGUMENT"
+    reason = FailureReason.INVALID_ARGUMENT
 
     def __init__(self, message: str, violations: Sequence[FieldViolation] = ()) -> None:
         super().__init__(message)
@@ -147,15 +209,21 @@ class UpstreamAnswer:
 
 
 class UpstreamHTTPError(GatewayError):
-    """The upstream answered with a status outside 2xx."""
+    """The upstream answered with a status outside 2xx.
 
-    def __init__(self, answer: UpstreamAnswer, route: str) -> None:
+    ``retry_after`` is the wait the answer asked for (read from its headers by the
+    upstream window, :mod:`gateway.traffic.window`), or None.
+    """
+
+    def __init__(
+        self, answer: UpstreamAnswer, route: str, retry_after: float | None = None
+    ) -> None:
         self.answer = answer
         self.route = route
-        parsed = _parse_error_body(answer.body, answer.content_type)
-        self.detail, self.upstream_code, self.violations = parsed
-        conflict_exists = answer.status == 409 and _says_exists(self.upstream_code, self.detail)
-        self.code = http_to_code(answer.status, conflict_exists)
+        self.retry_after = retry_after
+        body = parse_error_body(answer.body, answer.content_type)
+        self.detail, self.upstream_code, self.violations = body.detail, body.code, body.violations
+        self.code = http_to_code(answer.status, answer.status == 409 and body.says_exists)
         self.reason = upper_snake(self.upstream_code) or _REASON_BY_HTTP.get(
             answer.status, f"HTTP_{answer.status}"
         )
@@ -174,10 +242,10 @@ class UpstreamHTTPError(GatewayError):
         details: list[Any] = []
         if self.violations:
             details.append(_bad_request(self.violations))
-        delay = retry_delay(self.answer.headers)
-        if delay is not None and (self.answer.status in (429, 503) or self.answer.status >= 500):
-            details.append(error_details_pb2.RetryInfo(retry_delay=_duration(delay)))
-        if self.answer.status == 429:
+        status = self.answer.status
+        if self.retry_after is not None and (status == 429 or status >= 500):
+            details.append(error_details_pb2.RetryInfo(retry_delay=_duration(self.retry_after)))
+        if status == 429:
             details.append(
                 error_details_pb2.QuotaFailure(
                     violations=[
@@ -195,7 +263,7 @@ class UpstreamUnreadable(GatewayError):
     """A 2xx answer whose body is not the JSON the method expects."""
 
     code = grpc.StatusCode.UNAVAILABLE
-    reason = "UPSTREAM_BODY_UNREADABLE"
+    reason = FailureReason.UPSTREAM_BODY_UNREADABLE
 
     def __init__(self, what: str, answer: UpstreamAnswer, route: str) -> None:
         super().__init__(what)
@@ -215,7 +283,7 @@ class UpstreamUnreadable(GatewayError):
 class _NoAnswer(GatewayError):
     """A failure on the way to or from the upstream, named by a reason and its route."""
 
-    def __init__(self, message: str, reason: str, host: str, route: str) -> None:
+    def __init__(self, message: str, reason: FailureReason, host: str, route: str) -> None:
         super().__init__(message)
         self.reason = reason
         self.domain = host or GATEWAY_DOMAIN
@@ -237,7 +305,11 @@ class UpstreamTimeout(_NoAnswer):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
     def __init__(
-        self, message: str, host: str, route: str, reason: str = "UPSTREAM_TIMEOUT"
+        self,
+        message: str,
+        host: str,
+        route: str,
+        reason: FailureReason = FailureReason.UPSTREAM_TIMEOUT,
     ) -> None:
         super().__init__(message, reason, host, route)
 
@@ -249,7 +321,7 @@ class Refused(GatewayError):
         self,
         message: str,
         code: grpc.StatusCode,
-        reason: str,
+        reason: FailureReason,
         retry_after: float | None = None,
         quota_subject: str | None = None,
         metadata: Mapping[str, str] | None = None,
@@ -306,7 +378,9 @@ def to_status(error: BaseException, request_id: str) -> CallStatus:
     else:
         code = grpc.StatusCode.INTERNAL
         message = "internal gateway error; the request id identifies it in the gateway's logs"
-        info = error_details_pb2.ErrorInfo(reason="INTERNAL_GATEWAY_ERROR", domain=GATEWAY_DOMAIN)
+        info = error_details_pb2.ErrorInfo(
+            reason=FailureReason.INTERNAL_GATEWAY_ERROR, domain=GATEWAY_DOMAIN
+        )
         details = [info]
     details.append(error_details_pb2.RequestInfo(request_id=request_id))
     status = status_pb2.Status(code=_CODE_NUMBER[code], message=message)
@@ -342,88 +416,6 @@ def _bad_request(violations: Sequence[FieldViolation]) -> error_details_pb2.BadR
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
-    seconds = max(seconds, 0.0)
+    seconds = max(seconds, 0.0)  # callers pass finite, capped delays (traffic.window)
     whole = int(seconds)
     return duration_pb2.Duration(seconds=whole, nanos=int((seconds - whole) * 1e9))
-
-
-def retry_delay(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait, from ``Retry-After`` (seconds or HTTP date) or ``X-RateLimit-Reset``."""
-    now = time.time() if now is None else now
-    after = headers.get("Retry-After") or headers.get("retry-after")
-    if after:
-        after = after.strip()
-        try:
-            return max(float(after), 0.0)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(after)
-            except (TypeError, ValueError, IndexError):
-                when = None
-            if when is not None:
-                return max(when.timestamp() - now, 0.0)
-    reset = headers.get("X-RateLimit-Reset") or headers.get("x-ratelimit-reset")
-    remaining = headers.get("X-RateLimit-Remaining") or headers.get("x-ratelimit-remaining")
-    if reset and (remaining is None or remaining.strip() == "0"):
-        try:
-            value = float(reset)
-        except ValueError:
-            return None
-        # A small number is a delay in seconds; a large one a Unix time.
-        return max(value - now, 0.0) if value > 1e9 else max(value, 0.0)
-    return None
-
-
-_EXISTS_WORDS: Final = ("exist", "duplicate", "already registered", "already a member")
-
-
-def _says_exists(code: str, detail: str) -> bool:
-    """Whether a 409 means "it is already there" (ALREADY_EXISTS) rather than a state clash.
-
-    A conflict about state ("already completed", "still in progress") is ABORTED.
-    """
-    text = f"{code} {detail}".lower()
-    return any(word in text for word in _EXISTS_WORDS)
-
-
-def _parse_error_body(body: bytes, content_type: str) -> tuple[str, str, list[FieldViolation]]:
-    """(detail, upstream code, field violations) from a documented or FastAPI error body."""
-    if not body:
-        return "", "", []
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        kind = content_type.split(";")[0].strip() or "a body"
-        if "html" in kind:
-            return f"upstream answered an HTML page ({len(body)} bytes) instead of JSON", "", []
-        return f"upstream answered {kind} ({len(body)} bytes) that is not JSON", "", []
-    if not isinstance(parsed, dict):
-        return "", "", []
-    detail = parsed.get("detail")
-    code = parsed.get("code")
-    code_text = code if isinstance(code, str) else ""
-    if isinstance(detail, list):
-        violations = [_violation(item) for item in detail if isinstance(item, dict)]
-        summary = "; ".join(f"{v.field}: {v.description}" for v in violations if v.field)
-        return (
-            f"request validation failed: {summary}" if summary else "request validation failed",
-            code_text or "VALIDATION_FAILED",
-            violations,
-        )
-    if isinstance(detail, str):
-        return detail, code_text, []
-    message = parsed.get("message") or parsed.get("error")
-    return (message if isinstance(message, str) else ""), code_text, []
-
-
-_LOCATION_PREFIXES: Final = frozenset({"body", "query", "path", "header", "cookie"})
-
-
-def _violation(item: Mapping[str, Any]) -> FieldViolation:
-    loc = item.get("loc")
-    parts = [str(p) for p in loc] if isinstance(loc, list) else []
-    if parts and parts[0] in _LOCATION_PREFIXES:
-        parts = parts[1:]
-    name = ".".join(parts)
-    msg = item.get("msg")
-    return FieldViolation(name, msg if isinstance(msg, str) else "invalid value")

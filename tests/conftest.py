@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from google.protobuf.descriptor import ServiceDescriptor
 
-from gateway.server import descriptor_set_services
-from tests.protos import compile_descriptor_set
+from gateway.server.descriptors import descriptor_set_services
+from tests.support.descriptor_sets import compile_descriptor_set
 
 
 @pytest.fixture(scope="session")

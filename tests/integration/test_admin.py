@@ -15,9 +15,9 @@ from gagiteck.v1 import (
 )
 from google.protobuf import struct_pb2
 
-from gateway.config import HostPort
+from gateway.config.parsers import HostPort
 from gateway.emulator import EmulatorConfig, running_emulator
-from tests.harness import serving_gateway
+from tests.support.harness import serving_gateway
 
 LOCAL = HostPort("127.0.0.1", 0)
 

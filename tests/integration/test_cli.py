@@ -8,12 +8,13 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import grpc
 from gagiteck.v1 import agent_pb2, agent_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
+ROOT = REPO
 
 
 def _free_port() -> int:

@@ -13,7 +13,7 @@ import pytest_asyncio
 from aiohttp import web
 from gagiteck.v1 import agent_pb2, agent_pb2_grpc
 
-from tests.harness import RunningGateway, details_of, serving_app, serving_gateway
+from tests.support.harness import RunningGateway, details_of, serving_app, serving_gateway
 
 
 @dataclass

@@ -32,8 +32,8 @@ from gagiteck.v1 import (
 from google.protobuf import struct_pb2
 
 from gateway.emulator import EmulatorConfig, running_emulator
-from gateway.server import contract_services
-from tests.harness import RunningGateway, details_of, serving_gateway
+from gateway.server.descriptors import contract_services
+from tests.support.harness import RunningGateway, details_of, serving_gateway
 
 
 class Recorder:

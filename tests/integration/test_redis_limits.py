@@ -12,11 +12,13 @@ from multiprocessing.synchronize import Barrier
 
 import pytest
 
-from gateway.clock import FakeClock, MonotonicClock
+from gateway.call import credential_digest
+from gateway.clock import MonotonicClock
 from gateway.errors import Refused
-from gateway.limits import RateLimit, caller_digest, caller_subject
-from gateway.redis_limits import RedisLimiter, redis_client, shared_limiter
-from tests.redis_server import RedisServer
+from gateway.testing import FakeClock
+from gateway.traffic.limits import RateLimit, caller_subject
+from gateway.traffic.shared import RedisLimiter, redis_client, shared_limiter
+from tests.support.redis_server import RedisServer
 
 SECRET = "gk_live_0123456789abcdef"
 
@@ -75,12 +77,12 @@ async def test_caller_buckets_are_hashed_and_namespaced(redis_server: RedisServe
         assert await admitted_now(limiter, SECRET)
         with pytest.raises(Refused) as caught:
             await limiter.acquire(SECRET, 1, limiter.clock.monotonic())
-        assert caught.value.quota_subject == caller_subject(caller_digest(SECRET))
+        assert caught.value.quota_subject == caller_subject(credential_digest(SECRET))
         assert await admitted_now(limiter, "someone else")
         keys = sorted(
             k.decode() if isinstance(k, bytes) else k for k in await limiter.client.keys("*")
         )
-        digest = caller_digest(SECRET)
+        digest = credential_digest(SECRET)
         assert f"gagiteck-gateway:{{rl}}:caller:{digest}" in keys
         assert "gagiteck-gateway:{rl}:global" in keys
         assert all(k.startswith("gagiteck-gateway:{rl}:") and SECRET not in k for k in keys)
@@ -133,7 +135,7 @@ async def test_script_is_sent_again_after_noscript(redis_server: RedisServer) ->
         assert await admitted_now(limiter)  # EVALSHA → NOSCRIPT → EVAL
         assert await admitted_now(limiter)  # cached again
         assert limiter.stats.redis_errors == 0
-        assert limiter.redis_available
+        assert limiter.stats.fallback_calls == 0
     finally:
         await limiter.aclose()
 
@@ -230,14 +232,16 @@ async def test_redis_down_falls_back_to_this_process_share_then_recovers(
                 admitted += 1
                 assert admitted <= 5 + 25 * clock.now + 1e-6  # share: burst 5, 25 a second
         assert admitted == pytest.approx(25 * seconds, rel=0.01)
-        assert not limiter.redis_available
+        assert limiter.stats.fallback_calls >= admitted  # the local share answered them
         assert 40 <= limiter.stats.redis_errors <= 52  # one probe a second, no more
         redis_server.start()  # same port
         clock.now += 1.0
         calls = limiter.stats.redis_calls
         assert await admitted_now(limiter)
-        assert limiter.redis_available
         assert limiter.stats.redis_calls == calls + 1  # the probe, and it went through
+        fallback = limiter.stats.fallback_calls
+        assert await admitted_now(limiter)
+        assert limiter.stats.fallback_calls == fallback  # Redis decides again
     finally:
         await limiter.aclose()
     messages = [(r.levelname, r.getMessage()) for r in caplog.records]

@@ -13,7 +13,6 @@ import statistics
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,9 +22,10 @@ from aiohttp import web
 from gagiteck.v1 import agent_pb2, agent_pb2_grpc
 
 from gateway.emulator import EmulatorConfig, Faults, RunningEmulator, running_emulator
-from tests.harness import RunningGateway, details_of, serving_app, serving_gateway
+from tests.support.harness import RunningGateway, details_of, serving_app, serving_gateway
+from tests.support.paths import REPO
 
-FIGURES = Path(__file__).resolve().parents[2] / "build" / "reliability"
+FIGURES = REPO / "build" / "reliability"
 
 
 def record(name: str, figures: dict[str, Any]) -> None:
@@ -359,7 +359,7 @@ async def test_waits_and_refusals_are_span_events(
 ) -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from gateway.config import TelemetryConfig
+    from gateway.telemetry.settings import TelemetryConfig
 
     _, gateway_with = script
     exporter = InMemorySpanExporter()

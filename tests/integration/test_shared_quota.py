@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import grpc
 import pytest
@@ -20,9 +19,10 @@ from gagiteck.v1 import agent_pb2, agent_pb2_grpc
 
 from gateway.emulator import EmulatorConfig, running_emulator
 from tests.integration.test_reliability import record
-from tests.redis_server import RedisServer, free_port
+from tests.support.paths import REPO
+from tests.support.redis_server import RedisServer, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 RATE, BURST, PROCESSES, SECONDS = 40.0, 4.0, 4, 3.0
 CREDENTIAL = "Bearer ggt_shared_quota_caller"
 

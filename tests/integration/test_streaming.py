@@ -16,7 +16,7 @@ from aiohttp import web
 from gagiteck.v1 import agent_pb2, agent_pb2_grpc
 
 from gateway.emulator import EmulatorConfig, RunningEmulator, running_emulator
-from tests.harness import RunningGateway, details_of, serving_app, serving_gateway
+from tests.support.harness import RunningGateway, details_of, serving_app, serving_gateway
 
 Stream = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 

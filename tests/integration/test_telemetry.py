@@ -43,10 +43,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.config import HostPort, TelemetryConfig, load_config
+from gateway.config.gateway import load_config
+from gateway.config.parsers import HostPort
 from gateway.emulator import EmulatorConfig, RunningEmulator, running_emulator
-from gateway.logs import JsonFormatter
-from tests.harness import RunningGateway, details_of, rich_status, serving_app, serving_gateway
+from gateway.telemetry.logs import JsonFormatter
+from gateway.telemetry.settings import TelemetryConfig
+from tests.support.harness import (
+    RunningGateway,
+    details_of,
+    rich_status,
+    serving_app,
+    serving_gateway,
+)
 
 LOCAL = HostPort("127.0.0.1", 0)
 

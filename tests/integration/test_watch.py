@@ -21,7 +21,7 @@ from gagiteck.v1 import (
 from google.protobuf import struct_pb2
 
 from gateway.emulator import EmulatorConfig, RunningEmulator, running_emulator
-from tests.harness import RunningGateway, serving_gateway
+from tests.support.harness import RunningGateway, serving_gateway
 
 Status = execution_pb2.ExecutionStatus
 TERMINAL = {

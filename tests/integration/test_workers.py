@@ -14,9 +14,10 @@ import pytest
 from gagiteck.v1 import agent_pb2, agent_pb2_grpc
 
 from gateway.emulator import EmulatorConfig, running_emulator
-from tests.redis_server import free_port
+from tests.support.paths import REPO
+from tests.support.redis_server import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 
 
 def _children(pid: int) -> list[int]:

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from gateway.clock import FakeClock, MonotonicClock, deadline_after
+from gateway.clock import MonotonicClock
+from gateway.testing import FakeClock
 
 
 @pytest.mark.asyncio
@@ -48,9 +49,3 @@ async def test_real_clock_sleeps_on_the_monotonic_scale() -> None:
     await clock.sleep(-1)  # a negative wait is no wait
     await clock.sleep(0.01)
     assert clock.monotonic() - before >= 0.009
-
-
-def test_deadline_after() -> None:
-    clock = FakeClock(start=5.0)
-    assert deadline_after(clock, None) is None
-    assert deadline_after(clock, 2.5) == 7.5

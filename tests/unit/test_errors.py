@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import email.utils
-
 import grpc
 import pytest
 
-from gateway.errors import (
-    UpstreamAnswer,
-    UpstreamHTTPError,
-    http_to_code,
-    retry_delay,
-    to_status,
-    upper_snake,
-)
+from gateway.errors import UpstreamAnswer, UpstreamHTTPError, http_to_code, to_status, upper_snake
 
 
 @pytest.mark.parametrize(
@@ -43,21 +34,6 @@ def test_http_to_code(status: int, code: grpc.StatusCode) -> None:
 
 def test_conflict_that_exists() -> None:
     assert http_to_code(409, conflict_exists=True) is grpc.StatusCode.ALREADY_EXISTS
-
-
-def test_retry_delay_sources() -> None:
-    now = 1_700_000_000.0
-    assert retry_delay({"retry-after": "3"}, now) == 3.0
-    date = email.utils.formatdate(now + 10, usegmt=True)
-    assert retry_delay({"retry-after": date}, now) == pytest.approx(10.0, abs=1)
-    reset = {"x-ratelimit-reset": str(int(now + 42)), "x-ratelimit-remaining": "0"}
-    assert retry_delay(reset, now) == 42.0
-    assert (
-        retry_delay({"x-ratelimit-reset": str(int(now + 42)), "x-ratelimit-remaining": "5"}, now)
-        is None
-    )
-    assert retry_delay({}, now) is None
-    assert retry_delay({"retry-after": "soon"}, now) is None
 
 
 def test_upper_snake() -> None:

@@ -1,0 +1,1 @@
+"""The command line: ``serve`` (the loop, signals, workers), ``emulator`` and ``demo``."""

@@ -1,0 +1,107 @@
+"""``gagiteck-gateway serve | emulator | demo``: the command line.
+
+The environment is read here and nowhere else: flags, ``GATEWAY_*`` and the standard
+``OTEL_*`` variables become a frozen :class:`~gateway.config.gateway.GatewayConfig`, and a
+bad setting stops start-up with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from gateway.cli.serve import run_emulator, run_loop, serve
+from gateway.config.gateway import load_config
+from gateway.config.parsers import ConfigError
+from gateway.config.settings import SETTINGS
+from gateway.telemetry.logs import setup_logging
+from gateway.transcoding.templates import RouteError
+from gateway.version import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gagiteck-gateway",
+        description="gRPC gateway in front of the Gagiteck REST API.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway (with the embedded emulator when no upstream is set)",
+        description="Run the gateway. Every flag has a GATEWAY_* variable; flags win.",
+    )
+    for setting in SETTINGS:
+        serve.add_argument(
+            setting.flag,
+            dest=setting.name,
+            default=None,
+            metavar="VALUE",
+            help=f"{setting.help} [{setting.env}]",
+        )
+
+    emulator = commands.add_parser("emulator", help="run the Gagiteck REST emulator alone")
+    emulator.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to listen on")
+    emulator.add_argument(
+        "--require-auth",
+        action="store_true",
+        help="refuse requests without credentials (default: open mode for demos)",
+    )
+    emulator.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a ggt_ API key accepted from the start (repeatable)",
+    )
+
+    demo = commands.add_parser(
+        "demo", help="a sample client: agents, a run, a workflow executing to its end"
+    )
+    demo.add_argument(
+        "--target",
+        default=None,
+        help="HOST:PORT of a running gateway (default: start one with the emulator in-process)",
+    )
+    demo.add_argument(
+        "--token", default=None, help="credential sent as 'authorization: Bearer TOKEN'"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            overrides = {s.name: getattr(args, s.name) for s in SETTINGS}
+            config = load_config(os.environ, overrides)
+            setup_logging(config.log_level, config.log_format, config.redactor())
+            if config.workers > 1:
+                from gateway.cli.workers import run_workers
+
+                return run_workers(config, lambda one: run_loop(serve(one), one.event_loop))
+            run_loop(serve(config), config.event_loop)
+        elif args.command == "emulator":
+            setup_logging("info", "text")
+            asyncio.run(run_emulator(args.listen, not args.require_auth, tuple(args.api_key)))
+        else:
+            setup_logging("warning", "text")
+            from gateway.cli.demo import run_demo
+
+            return asyncio.run(run_demo(args.target, args.token))
+    except ConfigError as exc:
+        print(f"gagiteck-gateway: {exc}", file=sys.stderr)
+        return 2
+    except RouteError as exc:
+        print(f"gagiteck-gateway: bad google.api.http rule: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"gagiteck-gateway: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,199 @@
+"""The gateway's configuration: read once at the edge, frozen, and handed to each part.
+
+:func:`load_config` reads the flags and ``GATEWAY_*`` variables of
+:data:`~gateway.config.settings.SETTINGS` and the ``OTEL_*`` variables, reports every
+problem at once, and returns a :class:`GatewayConfig`. The config builds each part's own
+settings object (``traffic_settings()``, ``upstream_settings()``, …), so the server wires
+parts together without repacking values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config.otel import load_telemetry
+from gateway.config.parsers import ConfigError, HostPort
+from gateway.config.settings import SETTINGS
+from gateway.streaming.settings import StreamSettings, WatchSettings
+from gateway.telemetry.redaction import Redactor
+from gateway.telemetry.settings import TelemetryConfig
+from gateway.traffic.limits import CostTable, RateLimit
+from gateway.traffic.retry import RetryPolicy
+from gateway.traffic.settings import TrafficSettings
+from gateway.transcoding.headers import AuthMode, CredentialPolicy, UpstreamHeaders
+from gateway.upstream.settings import UpstreamSettings
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything the gateway needs to start; build it with :func:`load_config`."""
+
+    listen: HostPort = HostPort("127.0.0.1", 50051)
+    upstream_url: str | None = None
+    auth_mode: AuthMode = "passthrough"
+    upstream_api_key: str | None = field(default=None, repr=False)
+    upstream_concurrency: int = 64
+    upstream_timeout: float = 30.0
+    connect_timeout: float = 5.0
+    max_message_bytes: int = 4 * 1024 * 1024
+    shutdown_grace: float = 10.0
+    shutdown_delay: float = 1.0
+    descriptor_sets: tuple[str, ...] = ()
+    stream_idle_timeout: float = 60.0
+    stream_concurrency: int = 256
+    stream_cancel_upstream: bool = True
+    watch_min_interval: float = 0.25
+    watch_max_interval: float = 5.0
+    watch_safety_interval: float = 30.0
+    admin_listen: HostPort | None = HostPort("127.0.0.1", 9464)
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_tolerance: float = 300.0
+    log_level: str = "info"
+    log_format: str = "json"
+    access_log: bool = True
+    rate_limit_rps: float | None = None
+    rate_limit_burst: float | None = None
+    caller_rate_limit_rps: float | None = None
+    caller_rate_limit_burst: float | None = None
+    method_costs: tuple[tuple[str, float], ...] = ()
+    upstream_queue: int = 128
+    redis_url: str | None = field(default=None, repr=False)
+    replicas: int = 1
+    retry_max_attempts: int = 3
+    retry_base: float = 0.1
+    retry_cap: float = 2.0
+    retry_budget_ratio: float = 0.2
+    breaker_failures: int = 5
+    breaker_open_seconds: float = 10.0
+    idempotency_keys: bool = True
+    workers: int = 1
+    event_loop: str = "auto"
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+
+    @property
+    def embedded_emulator(self) -> bool:
+        return self.upstream_url is None
+
+    # -- each part's own settings
+
+    def upstream_settings(self, base_url: str) -> UpstreamSettings:
+        """The unary pool to the REST API at ``base_url``."""
+        return UpstreamSettings(
+            base_url=base_url,
+            pool_size=self.upstream_concurrency,
+            connect_timeout=self.connect_timeout,
+            max_body_bytes=self.max_body_bytes,
+        )
+
+    def stream_upstream_settings(self, base_url: str) -> UpstreamSettings:
+        """The separate pool for event streams, so they cannot starve unary calls."""
+        return UpstreamSettings(
+            base_url=base_url,
+            pool_size=self.stream_concurrency,
+            connect_timeout=self.connect_timeout,
+            max_body_bytes=self.max_body_bytes,
+        )
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest upstream body read: four times a message (JSON is larger than protobuf)."""
+        return max(self.max_message_bytes * 4, 1 << 20)
+
+    def traffic_settings(self) -> TrafficSettings:
+        def limit(rps: float | None, burst: float | None) -> RateLimit | None:
+            return None if rps is None else RateLimit(rps, burst if burst is not None else rps)
+
+        return TrafficSettings(
+            global_limit=limit(self.rate_limit_rps, self.rate_limit_burst),
+            caller_limit=limit(self.caller_rate_limit_rps, self.caller_rate_limit_burst),
+            costs=CostTable(overrides=dict(self.method_costs)),
+            concurrency=self.upstream_concurrency,
+            queue=self.upstream_queue,
+            redis_url=self.redis_url,
+            replicas=self.replicas,
+            retry=RetryPolicy(
+                max_attempts=self.retry_max_attempts, base=self.retry_base, cap=self.retry_cap
+            ),
+            retry_budget_ratio=self.retry_budget_ratio,
+            breaker_failures=self.breaker_failures,
+            breaker_open_seconds=self.breaker_open_seconds,
+        )
+
+    def upstream_headers(self) -> UpstreamHeaders:
+        return UpstreamHeaders(
+            CredentialPolicy(self.auth_mode, self.upstream_api_key), self.idempotency_keys
+        )
+
+    def stream_settings(self) -> StreamSettings:
+        return StreamSettings(
+            idle_timeout=self.stream_idle_timeout,
+            cancel_upstream=self.stream_cancel_upstream,
+            max_event_bytes=self.max_message_bytes,
+        )
+
+    def watch_settings(self) -> WatchSettings:
+        """With webhooks waking the watchers, polling backs off to a safety net."""
+        return WatchSettings(
+            min_interval=self.watch_min_interval,
+            max_interval=(
+                self.watch_safety_interval if self.webhook_secret else self.watch_max_interval
+            ),
+        )
+
+    def redactor(self) -> Redactor:
+        """Redacts the configured secrets wherever they would appear, and credential shapes."""
+        return Redactor((self.upstream_api_key, self.webhook_secret))
+
+
+def load_config(
+    env: Mapping[str, str], overrides: Mapping[str, str | None] | None = None
+) -> GatewayConfig:
+    """Read settings from ``env`` and flag ``overrides`` (raw strings); validate them all."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    overrides = overrides or {}
+    for setting in SETTINGS:
+        raw = overrides.get(setting.name)
+        source = setting.flag
+        if raw is None:
+            raw = env.get(setting.env)
+            source = setting.env
+        if raw is None or raw == "":
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            shown = "(hidden)" if setting.secret else repr(raw)
+            problems.append(f"{source}={shown}: {exc}")
+    telemetry, telemetry_problems = load_telemetry(env)
+    problems.extend(telemetry_problems)
+    config = GatewayConfig(**values, telemetry=telemetry)
+    problems.extend(_cross_checks(config))
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return config
+
+
+def _cross_checks(config: GatewayConfig) -> list[str]:
+    problems = []
+    if config.auth_mode != "passthrough" and not config.upstream_api_key:
+        problems.append(
+            f"GATEWAY_AUTH_MODE={config.auth_mode} needs the gateway's key: "
+            "set GATEWAY_UPSTREAM_API_KEY (or --upstream-api-key)"
+        )
+    if config.watch_min_interval > config.watch_max_interval:
+        problems.append("GATEWAY_WATCH_MIN_INTERVAL must not exceed GATEWAY_WATCH_MAX_INTERVAL")
+    if config.webhook_secret and config.admin_listen is None:
+        problems.append("GATEWAY_WEBHOOK_SECRET needs the admin port: set GATEWAY_ADMIN_LISTEN")
+    if config.workers > 1 and config.upstream_url is None:
+        problems.append(
+            "GATEWAY_WORKERS > 1 needs GATEWAY_UPSTREAM_URL: each worker would otherwise "
+            "start an emulator of its own (run `gagiteck-gateway emulator` once instead)"
+        )
+    if config.workers > 1 and config.listen.port == 0:
+        problems.append("GATEWAY_WORKERS > 1 needs a fixed port in GATEWAY_LISTEN, not 0")
+    if config.max_message_bytes < 1024:
+        problems.append("GATEWAY_MAX_MESSAGE_BYTES must be at least 1024")
+    return problems

@@ -1,0 +1,193 @@
+"""Parsers for setting values: text from a flag or a variable → a checked value.
+
+Each raises ValueError with a message that says what is expected; the loader adds the
+setting's name and collects every problem before it stops start-up.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_host_port(text: str) -> HostPort:
+    text = text.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:50051 or [::]:50051")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 0-65535")
+    if host not in ("localhost", "0.0.0.0", "::"):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if not all(part.isalnum() or "-" in part for part in host.split(".")):
+                raise ValueError(f"host {host!r} is neither an IP address nor a name") from None
+    return HostPort(host, port)
+
+
+def parse_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL such as https://api.mimoai.co")
+    if parts.query or parts.fragment:
+        raise ValueError("the base URL must not carry a query or fragment")
+    if parts.username or parts.password:
+        raise ValueError("credentials do not belong in the URL; use GATEWAY_UPSTREAM_API_KEY")
+    return text.strip().rstrip("/")
+
+
+def optional_host_port(text: str) -> HostPort | None:
+    if text.strip().lower() in ("off", "none", "disabled"):
+        return None
+    return parse_host_port(text)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def costs(text: str) -> tuple[tuple[str, float], ...]:
+    """``RunAgent=5,AgentService/ListAgents=2`` → ((method, cost), ...)."""
+    found: dict[str, float] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"expected METHOD=COST, not {item!r}")
+        try:
+            cost = float(value)
+        except ValueError:
+            raise ValueError(f"cost {value.strip()!r} of {name.strip()} is not a number") from None
+        if not (cost >= 0 and math.isfinite(cost)):
+            raise ValueError(f"cost of {name.strip()} must be a non-negative number")
+        found[name.strip().lstrip("/")] = cost
+    return tuple(found.items())
+
+
+def redis_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        raise ValueError("expected redis://HOST:PORT/DB, rediss://… or unix:///path")
+    return text.strip()
+
+
+def boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def path_list(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def secret_value(text: str) -> str:
+    value = text.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    if any(ch in value for ch in "\r\n"):
+        raise ValueError("must not contain line breaks")
+    return value
+
+
+def key_values(text: str) -> tuple[tuple[str, str], ...]:
+    """``k1=v1,k2=v2`` with percent-encoded values (W3C baggage's format)."""
+    pairs = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError("expected key=value pairs separated by commas")
+        pairs.append((unquote(key.strip()), unquote(value.strip())))
+    return tuple(pairs)
+
+
+def names(options: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    one = choice(options)
+
+    def parse(text: str) -> tuple[str, ...]:
+        return tuple(one(part) for part in text.split(",") if part.strip())
+
+    return parse
+
+
+def unit_ratio(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be a ratio between 0 and 1")
+    return value
+
+
+def millis(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError("must not be negative (milliseconds)")
+    return value / 1000.0
+
+
+def endpoint_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected a URL such as http://collector:4317")
+    return text

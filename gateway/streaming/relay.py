@@ -1,0 +1,292 @@
+"""Server-streaming relays: an upstream ``text/event-stream`` as typed gRPC messages.
+
+Each parsed event is decoded and yielded at once; nothing is buffered beyond the SSE
+parser's pending line. Backpressure is end to end: the handler is an async generator, so
+grpc.aio waits for the caller's flow-control window before asking for the next message,
+the relay stops reading, aiohttp's read buffer fills and pauses the socket, and the
+upstream's writes block.
+
+How a stream ends:
+
+* a terminal event (``run.completed``) → OK, after relaying it;
+* an ``error`` event → the status its ``{detail, code, status}`` maps to;
+* the upstream closes early or mid-event → UNAVAILABLE, ErrorInfo ``events_relayed``;
+* silence past the idle limit (heartbeat comments count as activity) → DEADLINE_EXCEEDED;
+* the caller cancels or its deadline passes → the upstream connection is closed at
+  once and, when the run id is known, the run is cancelled upstream in the background
+  (a POST that goes through traffic control like every other request).
+
+The stream is opened through :meth:`gateway.traffic.control.TrafficControl.open_stream`:
+admitted by the breaker, the upstream window and the rate limits, on the stream pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from google.protobuf.message import Message
+
+from gateway.call import CallerMetadata, CallTrace
+from gateway.errors import (
+    FailureReason,
+    GatewayError,
+    UpstreamAnswer,
+    UpstreamHTTPError,
+    UpstreamTransportError,
+)
+from gateway.streaming.settings import StreamSettings
+from gateway.streaming.sse import Comment, EventTooLarge, SSEParser
+from gateway.telemetry.metrics import Metrics
+from gateway.traffic.control import TrafficControl
+from gateway.transcoding.decode import decode_answer
+from gateway.transcoding.headers import UpstreamHeaders
+from gateway.transcoding.routes import Route
+from gateway.transcoding.stream_rules import SseSpec
+from gateway.transcoding.templates import segment_problem
+from gateway.upstream.request import UpstreamRequest
+from gateway.upstream.streams import UpstreamStream
+
+log = logging.getLogger("gateway.streaming")
+
+_EVENT_STREAM = "text/event-stream"
+ADMISSION_WAIT_WITHOUT_DEADLINE = 60.0
+"""Longest wait for the rate limits before opening a stream whose caller set no deadline."""
+
+
+class SseRelay:
+    """Relays SSE answers for routes with an :class:`SseSpec`."""
+
+    def __init__(
+        self,
+        traffic: TrafficControl,
+        headers: UpstreamHeaders,
+        settings: StreamSettings,
+        metrics: Metrics,
+    ) -> None:
+        self.traffic = traffic
+        self.headers = headers
+        self.settings = settings
+        self.host = traffic.streams.host
+        self._open = metrics.sse_open
+        self._cancellations: set[asyncio.Task[None]] = set()
+
+    async def relay(
+        self,
+        route: Route,
+        request: Message,
+        caller: CallerMetadata,
+        time_remaining: float | None,
+        trace: CallTrace | None = None,
+    ) -> AsyncGenerator[Message, None]:
+        """The call's messages; ``trace`` learns how many events were relayed."""
+        spec = route.sse
+        assert spec is not None
+        headers = self.headers.for_call(route.http_method, route.has_body, caller)
+        headers["Accept"] = f"{_EVENT_STREAM}, application/json;q=0.5"
+        upstream_request = route.build(request, headers)
+        admit_for = (
+            time_remaining if time_remaining is not None else ADMISSION_WAIT_WITHOUT_DEADLINE
+        )
+        state = _RelayState(route, spec, request)
+        try:
+            async with self.traffic.open_stream(
+                upstream_request,
+                grpc_method=route.full_method,
+                caller=caller.authorization,
+                deadline=self.traffic.deadline(admit_for),
+                timeout=time_remaining,
+                idle_timeout=self.settings.idle_timeout,
+                trace=trace,
+            ) as stream:
+                if _EVENT_STREAM not in stream.content_type:
+                    yield await self._plain_answer(route, spec, stream)
+                    state.completed = True
+                    return
+                self._open.inc()
+                try:
+                    async for message in self._events(stream, state):
+                        yield message
+                finally:
+                    self._open.dec()
+                    if trace is not None:
+                        trace.events = state.relayed
+        except GatewayError as exc:
+            exc.context["events_relayed"] = str(state.relayed)
+            raise
+        finally:
+            if not state.completed:
+                self._cancel_upstream(state, caller, trace)
+
+    async def _events(self, stream: UpstreamStream, state: _RelayState) -> AsyncIterator[Message]:
+        parser = SSEParser(self.settings.max_event_bytes)
+        spec = state.spec
+        try:
+            async for chunk in stream.chunks():
+                for item in parser.feed(chunk):
+                    if isinstance(item, Comment):
+                        continue
+                    if item.type == spec.error_event:
+                        raise _error_event(item.data, state, self.host)
+                    message = state.decode(item.type, item.data, item.id)
+                    if message is None:
+                        continue
+                    state.relayed += 1
+                    yield message
+                    if item.type in spec.terminal_events:
+                        state.completed = True
+                        return
+        except EventTooLarge as exc:
+            raise UpstreamTransportError(
+                f"an upstream event exceeds {exc.limit} bytes",
+                FailureReason.UPSTREAM_EVENT_TOO_LARGE,
+                self.host,
+                state.route.route_template,
+            ) from exc
+        cut = parser.finish()
+        where = "in the middle of an event" if cut else "before the run completed"
+        raise UpstreamTransportError(
+            f"the upstream stream ended {where} after {state.relayed} events",
+            FailureReason.UPSTREAM_STREAM_CUT,
+            self.host,
+            state.route.route_template,
+        )
+
+    async def _plain_answer(self, route: Route, spec: SseSpec, stream: UpstreamStream) -> Message:
+        """A 2xx answer that is not an event stream: one JSON body relayed as the json_event."""
+        answer = await stream.read()
+        member = spec.members.get(spec.json_event)
+        if member is None:
+            raise UpstreamTransportError(
+                f"the upstream answered {answer.content_type or 'no content type'} "
+                "instead of an event stream",
+                FailureReason.UPSTREAM_NOT_A_STREAM,
+                self.host,
+                route.route_template,
+            )
+        inner = decode_answer(_member_route(route, member.field), answer)
+        return route.response_codec.cls(**{member.field: inner})
+
+    def _cancel_upstream(
+        self, state: _RelayState, caller: CallerMetadata, trace: CallTrace | None
+    ) -> None:
+        path = state.cancel_path()
+        if path is None or not self.settings.cancel_upstream:
+            return
+        parent = trace.detached() if trace is not None else None
+        task = asyncio.get_running_loop().create_task(
+            self._post_cancel(path, state, caller, parent)
+        )
+        self._cancellations.add(task)
+        task.add_done_callback(self._cancellations.discard)
+
+    async def _post_cancel(
+        self, path: str, state: _RelayState, caller: CallerMetadata, trace: CallTrace | None
+    ) -> None:
+        route = state.route
+        request = UpstreamRequest(
+            "POST",
+            path,
+            f"POST cancel of {route.template}",
+            self.headers.for_call("POST", True, caller),
+            body=b"{}",
+        )
+        try:
+            await self.traffic.send(
+                request,
+                grpc_method=route.full_method,
+                caller=caller.authorization,
+                deadline=self.traffic.deadline(self.settings.cancel_timeout),
+                trace=trace,
+            )
+            log.info("cancelled an abandoned stream upstream", extra={"route": request.route})
+        except GatewayError as exc:
+            log.warning("could not cancel an abandoned stream upstream: %s", exc.message)
+
+    async def close(self) -> None:
+        """Let in-flight upstream cancellations finish (they are short and bounded)."""
+        if self._cancellations:
+            await asyncio.gather(*self._cancellations, return_exceptions=True)
+
+
+class _RelayState:
+    """What one relay has seen: counts, completion, variables for the cancel path."""
+
+    def __init__(self, route: Route, spec: SseSpec, request: Message) -> None:
+        self.route = route
+        self.spec = spec
+        self.request = request
+        self.relayed = 0
+        self.completed = False
+        self.variables: dict[str, str] = {}
+        self._cls = route.response_codec.cls
+
+    def decode(self, event_type: str, data: str, event_id: str) -> Message | None:
+        member = self.spec.members.get(event_type)
+        if member is None:
+            return None  # an event type this contract does not know: skipped
+        try:
+            parsed = orjson.loads(data) if data else {}
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(parsed, dict):
+            return None
+        if self.spec.cancel_path:
+            self._remember(parsed)
+        fields: dict[str, Any] = {member.field: member.codec.kwargs(parsed)}
+        if self.spec.event_id_field and event_id:
+            fields[self.spec.event_id_field] = event_id
+        return self._cls(**fields)
+
+    def _remember(self, data: dict[str, Any]) -> None:
+        for key, value in data.items():
+            if isinstance(value, str) and key not in self.variables:
+                self.variables[key] = value
+
+    def cancel_path(self) -> str | None:
+        if not self.spec.cancel_path:
+            return None
+        fields = self.request.DESCRIPTOR.fields_by_name
+        parts = []
+        for segment in self.spec.cancel_path:
+            if not (segment.startswith("{") and segment.endswith("}")):
+                parts.append(segment)
+                continue
+            name = segment[1:-1]
+            value = self.variables.get(name)
+            if value is None and name in fields:
+                value = str(getattr(self.request, name))
+            if not value or segment_problem(value) is not None:
+                return None  # the run id is not known (yet): nothing to cancel
+            parts.append(value)
+        return "/" + "/".join(parts)
+
+
+def _error_event(data: str, state: _RelayState, host: str) -> GatewayError:
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        parsed = {}
+    status = parsed.get("status") if isinstance(parsed, dict) else None
+    answer = UpstreamAnswer(
+        status=status if isinstance(status, int) and 400 <= status < 600 else 502,
+        headers={},
+        body=data.encode(),
+        content_type="application/json",
+        host=host,
+    )
+    error = UpstreamHTTPError(answer, state.route.route_template)
+    error.context["stream_event"] = state.spec.error_event
+    return error
+
+
+def _member_route(route: Route, member: str) -> Route:
+    """The route, answering into one oneof member (for plain-JSON answers)."""
+    field = route.response_codec.descriptor.fields_by_name[member]
+    assert field.message_type is not None
+    codec = route.response_codec.registry.codec(field.message_type)
+    return replace(route, response_codec=codec, response_field="", list_field="")

@@ -1,0 +1,265 @@
+"""Rate limits in front of the upstream: a global bucket and one bucket per caller.
+
+A :class:`Limiter` admits a call (returns, perhaps after a wait) or refuses it at once with
+:class:`~gateway.errors.Refused` (RESOURCE_EXHAUSTED, reason ``GATEWAY_RATE_LIMITED``,
+RetryInfo = the wait that would be needed, QuotaFailure naming the bucket) when that wait
+would outlast the caller's deadline. Callers are told apart by a hash of their credential:
+the bucket's name is ``caller:<first 12 hex digits of its SHA-256>`` and the credential
+itself is never stored, logged or put into a status.
+
+:class:`LocalLimiter` keeps the buckets in this process; :mod:`gateway.traffic.shared` keeps
+them in Redis for many processes, with the same arithmetic.
+
+The buckets are this module's GCRA rather than aiolimiter's: the reasons, the evidence
+and when to revisit are in docs/decisions/001-own-rate-limit-buckets.md, and a
+differential test holds these buckets to aiolimiter's admissions.
+
+Guarantee: for every bucket and every interval of length ``t``, the cost admitted is at most
+``burst + rate * t``. Proof sketch: reservations move the TAT forward by ``cost / rate`` and a
+reservation is admitted no earlier than ``TAT - burst / rate``. A cancelled waiter gives its
+reservation back only while it is still the latest one, which restores the state as if it
+had never come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+import grpc
+
+from gateway.call import credential_digest
+from gateway.clock import Clock
+from gateway.errors import FailureReason, Refused
+
+GLOBAL_BUCKET: Final = "global"
+_EPSILON: Final = 1e-9
+"""Seconds of floating-point noise below which a wait is no wait."""
+
+
+class Limiter(Protocol):
+    """Admits calls within a rate; the seam between the call path and the bucket storage."""
+
+    async def acquire(self, key: str, cost: float, deadline: float | None) -> None:
+        """Return once admitted, or raise Refused when the wait would pass ``deadline``.
+
+        ``key`` is the caller's credential (hashed at once, never kept) or "" for callers
+        without one, who pass only the global bucket. ``deadline`` is absolute, on the
+        limiter's clock.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """``rate`` cost units a second on average, ``burst`` of them at once."""
+
+    rate: float
+    burst: float
+
+    def __post_init__(self) -> None:
+        if not (self.rate > 0 and math.isfinite(self.rate)):
+            raise ValueError(f"rate must be a positive number, not {self.rate!r}")
+        if not (self.burst >= 1 and math.isfinite(self.burst)):
+            raise ValueError(f"burst must be at least 1, not {self.burst!r}")
+
+    def share(self, parts: int) -> RateLimit:
+        """One of ``parts`` equal shares (a burst never below one call)."""
+        if parts < 1:
+            raise ValueError("parts must be at least 1")
+        return RateLimit(self.rate / parts, max(self.burst / parts, 1.0))
+
+
+def caller_subject(digest: str) -> str:
+    """The bucket name shown to callers and operators: ``caller:`` + 12 hex digits."""
+    return f"caller:{digest[:12]}"
+
+
+# --------------------------------------------------------------------------- costs
+
+
+@dataclass(frozen=True)
+class CostTable:
+    """What each method costs against the buckets (1 unless configured otherwise).
+
+    Keys are a bare method name (``RunAgent``), ``Service/Method`` or a fully qualified
+    ``package.Service/Method``; the most specific match wins.
+    """
+
+    default: float = 1.0
+    overrides: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, cost in {"default": self.default, **self.overrides}.items():
+            if not (cost >= 0 and math.isfinite(cost)):
+                raise ValueError(f"cost of {name} must be a non-negative number, not {cost!r}")
+
+    def cost(self, method: str) -> float:
+        """The cost of a call to ``method`` (a gRPC path such as ``/pkg.Service/Method``)."""
+        path = method.lstrip("/")
+        service, _, name = path.rpartition("/")
+        short_service = service.rpartition(".")[2]
+        for candidate in (path, f"{short_service}/{name}", name):
+            found = self.overrides.get(candidate)
+            if found is not None:
+                return found
+        return self.default
+
+
+# --------------------------------------------------------------------------- GCRA
+
+
+@dataclass(slots=True)
+class Gcra:
+    """One bucket's state: the theoretical arrival time (TAT) of the next call."""
+
+    limit: RateLimit
+    tat: float = -math.inf
+
+    def admission_time(self, now: float, cost: float) -> float:
+        """The earliest time a call of ``cost`` arriving ``now`` conforms."""
+        increment = min(cost, self.limit.burst) / self.limit.rate
+        tolerance = self.limit.burst / self.limit.rate
+        at = max(self.tat, now) + increment - tolerance
+        return at if at - now > _EPSILON else now
+
+    def reserve(self, at: float, cost: float) -> Reservation:
+        """Spend ``cost`` at time ``at`` (an admission time at least this bucket's own)."""
+        previous = self.tat
+        self.spend(at, cost)
+        return Reservation(self, previous, self.tat)
+
+    def spend(self, at: float, cost: float) -> None:
+        """:meth:`reserve` for a call admitted at once, which is never given back."""
+        self.tat = max(self.tat, at) + min(cost, self.limit.burst) / self.limit.rate
+
+    def idle(self, now: float) -> bool:
+        """Whether the bucket is full again (forgetting it loses nothing)."""
+        return self.tat <= now
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    bucket: Gcra
+    previous: float
+    reserved: float
+
+    def cancel(self) -> None:
+        """Give the spend back if no later reservation was made on top of it."""
+        if self.bucket.tat == self.reserved:
+            self.bucket.tat = self.previous
+
+
+def refusal(subject: str, wait: float, deadline_left: float) -> Refused:
+    """The RESOURCE_EXHAUSTED status for a call whose wait passes its deadline."""
+    return Refused(
+        f"rate limit {subject}: the next admission is in {wait:.3f}s, "
+        f"after the call's deadline ({max(deadline_left, 0.0):.3f}s left)",
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        FailureReason.GATEWAY_RATE_LIMITED,
+        retry_after=wait,
+        quota_subject=subject,
+        metadata={"bucket": subject},
+    )
+
+
+# --------------------------------------------------------------------------- local limiter
+
+
+@dataclass
+class LimiterStats:
+    """Counters for metrics; read them, never reset them."""
+
+    admitted: int = 0
+    delayed: int = 0
+    refused: int = 0
+    callers_evicted_busy: int = 0
+    """Caller buckets forgotten while not yet full again (their debt was lost)."""
+
+
+class LocalLimiter:
+    """Global and per-caller GCRA buckets in this process.
+
+    ``None`` for a limit switches that bucket off; with both off :meth:`acquire` admits at
+    once. At most ``max_callers`` caller buckets are kept; the least recently used one is
+    forgotten when a new caller comes (a full bucket is forgotten without loss).
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        global_limit: RateLimit | None = None,
+        caller_limit: RateLimit | None = None,
+        *,
+        max_callers: int = 10_000,
+    ) -> None:
+        if max_callers < 1:
+            raise ValueError("max_callers must be at least 1")
+        self.clock = clock
+        self.global_limit = global_limit
+        self.caller_limit = caller_limit
+        self.max_callers = max_callers
+        self.stats = LimiterStats()
+        self._global = Gcra(global_limit) if global_limit is not None else None
+        self._callers: OrderedDict[str, Gcra] = OrderedDict()
+
+    @property
+    def callers(self) -> int:
+        """Caller buckets currently kept."""
+        return len(self._callers)
+
+    async def acquire(self, key: str, cost: float, deadline: float | None) -> None:
+        buckets = self._buckets_for(key)
+        if not buckets:
+            return
+        now = self.clock.monotonic()
+        at, subject = now, GLOBAL_BUCKET
+        for name, bucket in buckets:
+            when = bucket.admission_time(now, cost)
+            if when > at:
+                at, subject = when, name
+        wait = at - now
+        if wait <= 0:
+            for _, bucket in buckets:
+                bucket.spend(at, cost)
+            self.stats.admitted += 1
+            return
+        if deadline is not None and at >= deadline:
+            self.stats.refused += 1
+            raise refusal(subject, wait, deadline - now)
+        reservations = [bucket.reserve(at, cost) for _, bucket in buckets]
+        self.stats.admitted += 1
+        self.stats.delayed += 1
+        try:
+            await self.clock.sleep(wait)
+        except asyncio.CancelledError:
+            for reservation in reversed(reservations):
+                reservation.cancel()
+            self.stats.admitted -= 1
+            raise
+
+    def _buckets_for(self, key: str) -> list[tuple[str, Gcra]]:
+        buckets: list[tuple[str, Gcra]] = []
+        if self._global is not None:
+            buckets.append((GLOBAL_BUCKET, self._global))
+        if key and self.caller_limit is not None:
+            digest = credential_digest(key)
+            buckets.append((caller_subject(digest), self._caller_bucket(digest)))
+        return buckets
+
+    def _caller_bucket(self, digest: str) -> Gcra:
+        bucket = self._callers.get(digest)
+        if bucket is not None:
+            self._callers.move_to_end(digest)
+            return bucket
+        assert self.caller_limit is not None
+        if len(self._callers) >= self.max_callers:
+            _, evicted = self._callers.popitem(last=False)
+            if not evicted.idle(self.clock.monotonic()):
+                self.stats.callers_evicted_busy += 1
+        bucket = self._callers[digest] = Gcra(self.caller_limit)
+        return bucket

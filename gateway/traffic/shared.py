@@ -1,0 +1,331 @@
+"""The rate-limit buckets in Redis, shared by every gateway process.
+
+:class:`RedisLimiter` implements :class:`~gateway.traffic.limits.Limiter` with the same GCRA
+as :class:`~gateway.traffic.limits.LocalLimiter`, run as one Lua script so that checking and
+spending the global and the caller's bucket is a single atomic step, whatever the number of
+gateway processes. The script reads Redis's own clock (``TIME``), so the processes' clocks
+need not agree; it stores one number per bucket (the theoretical arrival time, in
+microseconds) that expires once the bucket is full again. Keys::
+
+    gagiteck-gateway:{rl}:global
+    gagiteck-gateway:{rl}:caller:<sha256 of the credential, hex>
+
+(the ``{rl}`` hash tag keeps a call's keys in one Redis Cluster slot, as a multi-key script
+needs). The script is sent with EVALSHA and, when Redis answers NOSCRIPT (after a restart
+or ``SCRIPT FLUSH``), once with EVAL, which caches it again.
+
+When Redis is unreachable
+-------------------------
+The limiter **fails open, but bounded**: it admits through a local fallback limiter that
+holds this process's *share* of each quota (rate and burst divided by the number of gateway
+processes, ``replicas``), so the fleet as a whole stays within the quota it would have had
+with Redis. It never admits without a limit and never stalls calls on a dead Redis:
+
+* every Redis call is bounded by ``timeout`` (default 100 ms; a stopped or partitioned Redis
+  costs a call at most that once);
+* after a failure the limiter stops asking Redis for ``retry_interval`` seconds (default 1 s),
+  then lets a single call probe it while the others keep using the fallback;
+* the change of state is logged once each way (warning when Redis is lost, info when it is
+  back) and counted in :attr:`RedisLimiter.stats`.
+
+Failing closed (refusing every call) would turn a Redis outage into a gateway outage;
+failing open without a bound would let N replicas send N times the quota into the
+upstream's 429s. A caller whose calls all reach one process (a gRPC channel sticks to one
+connection) gets only that process's share of its own quota while Redis is down: the
+fallback errs on the side of the upstream's limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+
+from gateway.call import credential_digest
+from gateway.clock import Clock
+from gateway.traffic.limits import (
+    GLOBAL_BUCKET,
+    Limiter,
+    LocalLimiter,
+    RateLimit,
+    caller_subject,
+    refusal,
+)
+
+log = logging.getLogger("gateway.redis_limits")
+
+DEFAULT_NAMESPACE: Final = "gagiteck-gateway"
+_MICROS: Final = 1_000_000
+
+# KEYS: the buckets. ARGV[1]: the longest wait the caller accepts in microseconds (-1: no
+# limit); then for each key its increment and its tolerance in microseconds.
+# Returns {admitted (0/1), wait in microseconds, index of the bucket that decided the wait,
+#          then on admission, per key: the new TAT and the previous TAT (for a refund)}.
+GCRA_SCRIPT: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local max_wait = tonumber(ARGV[1])
+local n = #KEYS
+local tats = {}
+local at = now
+local limiting = 1
+for i = 1, n do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  tats[i] = tat
+  local when = tat + tonumber(ARGV[2 * i]) - tonumber(ARGV[2 * i + 1])
+  if when > at then
+    at = when
+    limiting = i
+  end
+end
+local wait = at - now
+if wait > 0 and max_wait >= 0 and wait >= max_wait then
+  return {0, math.floor(wait), limiting}
+end
+local out = {1, math.floor(wait), limiting}
+for i = 1, n do
+  local base = tats[i]
+  if at > base then base = at end
+  local new = base + tonumber(ARGV[2 * i])
+  local text = string.format('%.0f', new)
+  redis.call('SET', KEYS[i], text, 'PX', math.floor((new - now) / 1000) + 1000)
+  out[#out + 1] = text
+  out[#out + 1] = string.format('%.0f', tats[i])
+end
+return out
+"""
+
+# KEYS: the buckets. ARGV: per key, the TAT this reservation set and the one before it.
+# A reservation is given back only where no later one was made on top of it.
+REFUND_SCRIPT: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[2 * i - 1] then
+    local previous = tonumber(ARGV[2 * i])
+    if previous <= now then
+      redis.call('DEL', KEYS[i])
+    else
+      redis.call('SET', KEYS[i], ARGV[2 * i], 'PX', math.floor((previous - now) / 1000) + 1000)
+    end
+  end
+end
+return 0
+"""
+
+
+@dataclass
+class RedisLimiterStats:
+    """Counters for metrics; read them, never reset them."""
+
+    redis_calls: int = 0
+    redis_errors: int = 0
+    fallback_calls: int = 0
+    refused: int = 0
+    refunds: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Bucket:
+    name: str
+    key: str
+    limit: RateLimit
+
+
+class RedisLimiter:
+    """GCRA buckets in Redis; a local share of the quota while Redis cannot be reached."""
+
+    def __init__(
+        self,
+        client: Redis,
+        clock: Clock,
+        fallback: Limiter,
+        global_limit: RateLimit | None = None,
+        caller_limit: RateLimit | None = None,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        timeout: float = 0.1,
+        retry_interval: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        self.fallback = fallback
+        self.global_limit = global_limit
+        self.caller_limit = caller_limit
+        self.prefix = f"{namespace}:{{rl}}:"
+        self.timeout = timeout
+        self.retry_interval = retry_interval
+        self.stats = RedisLimiterStats()
+        self._down = False
+        self._retry_at = 0.0
+        self._probing = False
+        self._background: set[asyncio.Task[None]] = set()
+        self._shas = {
+            script: hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+            for script in (GCRA_SCRIPT, REFUND_SCRIPT)
+        }
+
+    async def acquire(self, key: str, cost: float, deadline: float | None) -> None:
+        buckets = self._buckets_for(key)
+        if not buckets:
+            return
+        now = self.clock.monotonic()
+        if not self._may_ask_redis(now):
+            self.stats.fallback_calls += 1
+            await self.fallback.acquire(key, cost, deadline)
+            return
+        max_wait = -1 if deadline is None else max(int((deadline - now) * _MICROS), 0)
+        args: list[int] = [max_wait]
+        for bucket in buckets:
+            limit = bucket.limit
+            args += [
+                _micros(min(cost, limit.burst) / limit.rate),
+                _micros(limit.burst / limit.rate),
+            ]
+        keys = [bucket.key for bucket in buckets]
+        try:
+            reply = await self._run(GCRA_SCRIPT, keys, args)
+        except (RedisError, OSError, TimeoutError) as error:
+            self._lost(error)
+            self.stats.fallback_calls += 1
+            await self.fallback.acquire(key, cost, deadline)
+            return
+        except asyncio.CancelledError:
+            self._probing = False
+            raise
+        self._reached()
+        await self._settle(reply, buckets, deadline)
+
+    async def aclose(self) -> None:
+        """Finish pending refunds and close the Redis connections (safe to call twice)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        await self.client.aclose()
+
+    # ---------------------------------------------------------------- internals
+
+    def _buckets_for(self, key: str) -> list[_Bucket]:
+        buckets: list[_Bucket] = []
+        if self.global_limit is not None:
+            buckets.append(_Bucket(GLOBAL_BUCKET, self.prefix + GLOBAL_BUCKET, self.global_limit))
+        if key and self.caller_limit is not None:
+            digest = credential_digest(key)
+            name = caller_subject(digest)
+            buckets.append(_Bucket(name, f"{self.prefix}caller:{digest}", self.caller_limit))
+        return buckets
+
+    async def _settle(self, reply: Any, buckets: Sequence[_Bucket], deadline: float | None) -> None:
+        admitted, wait = int(reply[0]) == 1, int(reply[1]) / _MICROS
+        if not admitted:
+            self.stats.refused += 1
+            subject = buckets[int(reply[2]) - 1].name
+            left = 0.0 if deadline is None else deadline - self.clock.monotonic()
+            raise refusal(subject, wait, left)
+        if wait <= 0:
+            return
+        try:
+            await self.clock.sleep(wait)
+        except asyncio.CancelledError:
+            self._spawn(self._refund([b.key for b in buckets], list(reply[3:])))
+            raise
+
+    async def _refund(self, keys: list[str], tats: list[Any]) -> None:
+        try:
+            await self._run(REFUND_SCRIPT, keys, tats)
+            self.stats.refunds += 1
+        except (RedisError, OSError, TimeoutError):
+            pass  # the reservation stays spent: conservative
+
+    async def _run(self, script: str, keys: list[str], args: Sequence[Any]) -> Any:
+        self.stats.redis_calls += 1
+        async with asyncio.timeout(self.timeout):
+            try:
+                return await self.client.evalsha(self._shas[script], len(keys), *keys, *args)
+            except NoScriptError:
+                return await self.client.eval(script, len(keys), *keys, *args)
+
+    def _may_ask_redis(self, now: float) -> bool:
+        if not self._down:
+            return True
+        if self._probing or now < self._retry_at:
+            return False
+        self._probing = True
+        return True
+
+    def _lost(self, error: BaseException) -> None:
+        self.stats.redis_errors += 1
+        self._probing = False
+        self._retry_at = self.clock.monotonic() + self.retry_interval
+        if not self._down:
+            self._down = True
+            log.warning(
+                "redis unreachable: admitting with this process's share of the quota",
+                extra={"error": type(error).__name__, "retry_in_s": self.retry_interval},
+            )
+
+    def _reached(self) -> None:
+        self._probing = False
+        if self._down:
+            self._down = False
+            log.info("redis reachable again: shared rate limits resumed")
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _micros(seconds: float) -> int:
+    return max(round(seconds * _MICROS), 0)
+
+
+def redis_client(url: str, timeout: float = 0.1) -> Redis:
+    """A client that fails fast: bounded connect and reads, no retries of its own."""
+    client: Redis = Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+    return client
+
+
+def shared_limiter(
+    url: str,
+    clock: Clock,
+    global_limit: RateLimit | None,
+    caller_limit: RateLimit | None,
+    *,
+    replicas: int,
+    namespace: str = DEFAULT_NAMESPACE,
+    timeout: float = 0.1,
+    retry_interval: float = 1.0,
+    max_callers: int = 10_000,
+) -> RedisLimiter:
+    """A Redis limiter whose fallback holds 1/``replicas`` of each quota."""
+    fallback = LocalLimiter(
+        clock,
+        None if global_limit is None else global_limit.share(replicas),
+        None if caller_limit is None else caller_limit.share(replicas),
+        max_callers=max_callers,
+    )
+    return RedisLimiter(
+        redis_client(url, timeout),
+        clock,
+        fallback,
+        global_limit,
+        caller_limit,
+        namespace=namespace,
+        timeout=timeout,
+        retry_interval=retry_interval,
+    )

@@ -1,0 +1,129 @@
+"""Health, reflection, message limits and graceful shutdown, seen from clients."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from gagiteck.v1 import agent_pb2, agent_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from tests.support.harness import serving_app, serving_gateway
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@pytest_asyncio.fixture
+async def slow_upstream() -> AsyncIterator[str]:
+    async def answer(request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("sleep", "0.5")))
+        return web.json_response({"data": [], "total": 0, "limit": 20, "offset": 0})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    async with serving_app(app) as url:
+        yield url
+
+
+@pytest.mark.asyncio
+async def test_health_overall_and_per_service(slow_upstream: str) -> None:
+    async with serving_gateway(slow_upstream) as running:
+        health: Any = health_pb2_grpc.HealthStub(running.channel)
+        for service in ("", "gagiteck.v1.AgentService", "gagiteck.v1.AccessService"):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == SERVING, service
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await health.Check(health_pb2.HealthCheckRequest(service="nope.Service"), timeout=5)
+        assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def _list_services(channel: grpc.aio.Channel, method: str) -> set[str]:
+    call = channel.stream_stream(
+        method,
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+
+    async def requests() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+    names: set[str] = set()
+    async for reply in call(requests(), timeout=5):
+        names.update(s.name for s in reply.list_services_response.service)
+    return names
+
+
+@pytest.mark.parametrize("version", ["v1alpha", "v1"])
+@pytest.mark.asyncio
+async def test_reflection_lists_every_service(slow_upstream: str, version: str) -> None:
+    async with serving_gateway(slow_upstream) as running:
+        method = f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"
+        names = await _list_services(running.channel, method)
+    expected = {
+        f"gagiteck.v1.{name}"
+        for name in (
+            "AgentService",
+            "WorkflowService",
+            "ExecutionService",
+            "AuthService",
+            "WebhookService",
+            "SearchService",
+            "AccessService",
+        )
+    }
+    assert expected <= names
+    assert "grpc.health.v1.Health" in names
+
+
+@pytest.mark.asyncio
+async def test_reflection_describes_a_file(slow_upstream: str) -> None:
+    async with serving_gateway(slow_upstream) as running:
+        stub: Any = reflection_pb2_grpc.ServerReflectionStub(running.channel)  # type: ignore[arg-type]
+
+        async def requests() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+            yield reflection_pb2.ServerReflectionRequest(
+                file_containing_symbol="gagiteck.v1.AgentService"
+            )
+
+        replies = [r async for r in stub.ServerReflectionInfo(requests(), timeout=5)]
+    assert replies[0].file_descriptor_response.file_descriptor_proto
+
+
+@pytest.mark.asyncio
+async def test_oversized_message_is_refused(slow_upstream: str) -> None:
+    async with serving_gateway(slow_upstream, max_message_bytes=2048) as running:
+        stub = agent_pb2_grpc.AgentServiceStub(running.channel)
+        request = agent_pb2.RunAgentRequest(agent_id="a", message="x" * 4096)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.RunAgent(request, timeout=5)
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+@pytest.mark.asyncio
+async def test_graceful_shutdown_finishes_in_flight_calls(slow_upstream: str) -> None:
+    async with serving_gateway(slow_upstream) as running:
+        stub = agent_pb2_grpc.AgentServiceStub(running.channel)
+        health: Any = health_pb2_grpc.HealthStub(running.channel)
+        in_flight = asyncio.ensure_future(
+            stub.ListAgents(agent_pb2.ListAgentsRequest(), timeout=10)
+        )
+        await asyncio.sleep(0.2)  # the call is now waiting on the upstream
+        stopping = asyncio.ensure_future(running.gateway.stop(grace=5, delay=0.3))
+        await asyncio.sleep(0.05)
+        reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert reply.status == NOT_SERVING
+        result = await in_flight
+        assert result.total == 0
+        await stopping
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ListAgents(agent_pb2.ListAgentsRequest(), timeout=2)
+        assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert running.gateway.state.value == "closed"
+        await running.gateway.stop()  # safe twice
