@@ -63,15 +63,37 @@ async def run_demo(target: str | None, token: str | None) -> int:
     return 0
 
 
-async def _walk_through(
-    channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...], address: str
-) -> None:
-    agents = agent_pb2_grpc.AgentServiceStub(channel)
-    workflows = workflow_pb2_grpc.WorkflowServiceStub(channel)
-    executions = execution_pb2_grpc.ExecutionServiceStub(channel)
-    _say(f"gateway at {address}\n")
+Metadata = tuple[tuple[str, str], ...]
 
-    agent = await agents.CreateAgent(
+
+async def _walk_through(channel: grpc.aio.Channel, metadata: Metadata, address: str) -> None:
+    _say(f"gateway at {address}\n")
+    agents = agent_pb2_grpc.AgentServiceStub(channel)
+    agent = await _create_agent(agents, metadata)
+    _say(f"1. created agent {agent.id} ({agent.name})")
+    _say("2. streaming a run, token by token:")
+    await _stream_run(agents, agent.id, metadata)
+    workflows = workflow_pb2_grpc.WorkflowServiceStub(channel)
+    workflow = await _create_workflow(workflows, agent.id, metadata)
+    _say(f"3. created workflow {workflow.id} with {len(workflow.steps)} steps")
+    execution = await workflows.TriggerWorkflow(
+        workflow_pb2.TriggerWorkflowRequest(
+            workflow_id=workflow.id, input=_struct({"topic": "gRPC gateways"})
+        ),
+        metadata=metadata,
+        timeout=10,
+    )
+    _say(f"4. triggered execution {execution.id}: {_status_name(execution.status)}")
+    execution = await _watch(execution_pb2_grpc.ExecutionServiceStub(channel), execution, metadata)
+    _say(f"5. execution {execution.id} ended {_status_name(execution.status)}")
+    if execution.error:
+        _say(f"   error: {execution.error}")
+
+
+async def _create_agent(
+    agents: agent_pb2_grpc.AgentServiceAsyncStub, metadata: Metadata
+) -> agent_pb2.Agent:
+    return await agents.CreateAgent(
         agent_pb2.CreateAgentRequest(
             agent=agent_pb2.Agent(
                 name="Research Assistant",
@@ -83,12 +105,14 @@ async def _walk_through(
         metadata=metadata,
         timeout=10,
     )
-    _say(f"1. created agent {agent.id} ({agent.name})")
 
-    _say("2. streaming a run, token by token:")
+
+async def _stream_run(
+    agents: agent_pb2_grpc.AgentServiceAsyncStub, agent_id: str, metadata: Metadata
+) -> None:
     print("   ", end="", flush=True)
     async for event in agents.StreamAgentRun(
-        agent_pb2.StreamAgentRunRequest(agent_id=agent.id, message="What is 12 * (3 + 4)?"),
+        agent_pb2.StreamAgentRunRequest(agent_id=agent_id, message="What is 12 * (3 + 4)?"),
         metadata=metadata,
         timeout=60,
     ):
@@ -102,6 +126,10 @@ async def _walk_through(
             usage = event.usage
             print(f"\n   usage: {usage.input_tokens} in, {usage.output_tokens} out", flush=True)
 
+
+async def _create_workflow(
+    workflows: workflow_pb2_grpc.WorkflowServiceAsyncStub, agent_id: str, metadata: Metadata
+) -> workflow_pb2.Workflow:
     steps = [
         workflow_pb2.WorkflowStep(
             id="greet",
@@ -113,26 +141,24 @@ async def _walk_through(
             id="research",
             type="agent",
             name="Research",
-            config=_struct({"agent_id": agent.id, "message": "{{greet.output}}"}),
+            config=_struct({"agent_id": agent_id, "message": "{{greet.output}}"}),
         ),
     ]
-    workflow = await workflows.CreateWorkflow(
+    return await workflows.CreateWorkflow(
         workflow_pb2.CreateWorkflowRequest(
             workflow=workflow_pb2.Workflow(name="Content pipeline", steps=steps)
         ),
         metadata=metadata,
         timeout=10,
     )
-    _say(f"3. created workflow {workflow.id} with {len(workflow.steps)} steps")
 
-    execution = await workflows.TriggerWorkflow(
-        workflow_pb2.TriggerWorkflowRequest(
-            workflow_id=workflow.id, input=_struct({"topic": "gRPC gateways"})
-        ),
-        metadata=metadata,
-        timeout=10,
-    )
-    _say(f"4. triggered execution {execution.id}: {_status_name(execution.status)}")
+
+async def _watch(
+    executions: execution_pb2_grpc.ExecutionServiceAsyncStub,
+    execution: execution_pb2.Execution,
+    metadata: Metadata,
+) -> execution_pb2.Execution:
+    """Follow the execution to its end, printing each step as it finishes."""
     watch = executions.WatchExecution(
         execution_pb2.WatchExecutionRequest(execution_id=execution.id),
         metadata=metadata,
@@ -144,9 +170,7 @@ async def _walk_through(
             _say(f"   step {step.step_id}: {_status_name(step.status)} → {_value(step.output)}")
         reported = len(state.step_results)
         execution = state
-    _say(f"5. execution {execution.id} ended {_status_name(execution.status)}")
-    if execution.error:
-        _say(f"   error: {execution.error}")
+    return execution
 
 
 def _value(value: struct_pb2.Value) -> str:

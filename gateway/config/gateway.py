@@ -78,20 +78,12 @@ class GatewayConfig:
 
     # -- each part's own settings
 
-    def upstream_settings(self, base_url: str) -> UpstreamSettings:
-        """The unary pool to the REST API at ``base_url``."""
+    def upstream_settings(self, base_url: str, *, streams: bool = False) -> UpstreamSettings:
+        """The unary pool to the REST API at ``base_url``, or (``streams``) the separate
+        pool for event streams, so that they cannot starve unary calls."""
         return UpstreamSettings(
             base_url=base_url,
-            pool_size=self.upstream_concurrency,
-            connect_timeout=self.connect_timeout,
-            max_body_bytes=self.max_body_bytes,
-        )
-
-    def stream_upstream_settings(self, base_url: str) -> UpstreamSettings:
-        """The separate pool for event streams, so they cannot starve unary calls."""
-        return UpstreamSettings(
-            base_url=base_url,
-            pool_size=self.stream_concurrency,
+            pool_size=self.stream_concurrency if streams else self.upstream_concurrency,
             connect_timeout=self.connect_timeout,
             max_body_bytes=self.max_body_bytes,
         )

@@ -10,6 +10,7 @@ import ipaddress
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final, TypeVar
 from urllib.parse import unquote, urlsplit
 
 
@@ -58,31 +59,36 @@ def parse_url(text: str) -> str:
     return text.strip().rstrip("/")
 
 
+N = TypeVar("N", int, float)
+
+
+def _number(
+    convert: Callable[[str], N], ok: Callable[[N], bool], problem: str
+) -> Callable[[str], N]:
+    """A parser of numbers that ``ok`` accepts; ValueError saying ``problem`` otherwise."""
+
+    def parse(text: str) -> N:
+        value = convert(text)
+        if not ok(value):
+            raise ValueError(problem)
+        return value
+
+    return parse
+
+
 def optional_host_port(text: str) -> HostPort | None:
     if text.strip().lower() in ("off", "none", "disabled"):
         return None
     return parse_host_port(text)
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError("must be at least 1")
-    return value
+positive_int: Final = _number(int, lambda value: value >= 1, "must be at least 1")
 
 
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError("must be greater than 0")
-    return value
+positive_float: Final = _number(float, lambda value: value > 0, "must be greater than 0")
 
 
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
+non_negative_float: Final = _number(float, lambda value: value >= 0, "must not be negative")
 
 
 def choice(options: tuple[str, ...]) -> Callable[[str], str]:
@@ -95,11 +101,7 @@ def choice(options: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
+non_negative_int: Final = _number(int, lambda value: value >= 0, "must not be negative")
 
 
 def costs(text: str) -> tuple[tuple[str, float], ...]:
@@ -172,11 +174,9 @@ def names(options: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
-def unit_ratio(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError("must be a ratio between 0 and 1")
-    return value
+unit_ratio: Final = _number(
+    float, lambda value: 0.0 <= value <= 1.0, "must be a ratio between 0 and 1"
+)
 
 
 def millis(text: str) -> float:

@@ -72,7 +72,7 @@ class Gateway:
         metrics.routes(route.route_template for route in self.routes)
         self.unary_client = UnaryClient(config.upstream_settings(upstream_url), self.telemetry)
         self.stream_client = StreamClient(
-            config.stream_upstream_settings(upstream_url), self.telemetry
+            config.upstream_settings(upstream_url, streams=True), self.telemetry
         )
         metrics.pool("unary", self.unary_client.connections_in_use, config.upstream_concurrency)
         metrics.pool("stream", self.stream_client.connections_in_use, config.stream_concurrency)

@@ -11,7 +11,7 @@ prometheus_client's, byte for byte.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
@@ -122,43 +122,44 @@ class GaugeChild:
         self.value -= amount
 
 
-class LoopGauge(_LoopMetric[GaugeChild]):
-    def _child(self) -> GaugeChild:
-        return GaugeChild()
-
-    def collect(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        _add_values(family, self._children)
-        yield family
-
-
-class CounterChild:
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0.0
+class CounterChild(GaugeChild):
+    __slots__ = ()
 
     def inc(self, amount: float = 1.0) -> None:
         if amount < 0:
             raise ValueError("a counter only goes up")
         self.value += amount
 
+    def dec(self, amount: float = 1.0) -> None:
+        raise ValueError("a counter only goes up")
 
-class LoopCounter(_LoopMetric[CounterChild]):
-    """``name`` without ``_total``: the exposition adds it."""
 
-    def _child(self) -> CounterChild:
-        return CounterChild()
+V = TypeVar("V", bound=GaugeChild)
+
+
+class _ValueMetric(_LoopMetric[V]):
+    """A series of plain values, written as ``family`` (gauge or counter)."""
+
+    family: type[GaugeMetricFamily] | type[CounterMetricFamily]
 
     def collect(self) -> Iterable[Metric]:
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        _add_values(family, self._children)
+        family = self.family(self.name, self.documentation, labels=self.labelnames)
+        for values, child in list(self._children.items()):
+            family.add_metric(values, child.value)
         yield family
 
 
-def _add_values(
-    family: GaugeMetricFamily | CounterMetricFamily,
-    children: Mapping[tuple[str, ...], GaugeChild | CounterChild],
-) -> None:
-    for values, child in list(children.items()):
-        family.add_metric(values, child.value)
+class LoopGauge(_ValueMetric[GaugeChild]):
+    family = GaugeMetricFamily
+
+    def _child(self) -> GaugeChild:
+        return GaugeChild()
+
+
+class LoopCounter(_ValueMetric[CounterChild]):
+    """``name`` without ``_total``: the exposition adds it."""
+
+    family = CounterMetricFamily
+
+    def _child(self) -> CounterChild:
+        return CounterChild()

@@ -1,6 +1,6 @@
 """Logging set-up: one JSON object a line, or plain text for people.
 
-Both formatters end with the :class:`~gateway.redaction.Redactor`: whatever a record holds
+Both formatters end with the :class:`~gateway.telemetry.redaction.Redactor`: whatever a record holds
 — an upstream's message, an exception's text, a traceback — credentials are replaced
 before the line is written. The JSON formatter checks the finished line first (a few
 substring tests) and redacts field by field only when something looks suspicious, so the

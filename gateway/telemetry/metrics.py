@@ -79,7 +79,21 @@ class Metrics:
     """Every series of one gateway, in its own registry."""
 
     def __init__(self) -> None:
-        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._calls(self.registry)
+        self._upstream_series(self.registry)
+        self._streams(self.registry)
+        build = Gauge(
+            "gateway_build_info",
+            "Always 1; the labels say what is running.",
+            ("version", "python", "grpcio"),
+            registry=self.registry,
+        )
+        build.labels(__version__, platform.python_version(), grpc.__version__).set(1)
+        self._upstream: dict[tuple[str, int | str], HistogramChild] = {}
+        self._retries: dict[str, Counter] = {}
+
+    def _calls(self, registry: CollectorRegistry) -> None:
         self.rpc_duration = LoopHistogram(
             "gateway_rpc_duration_seconds",
             "Time from a call's arrival to its status, by method and gRPC code.",
@@ -99,6 +113,8 @@ class Metrics:
             ("grpc_service", "grpc_method"),
             registry,
         )
+
+    def _upstream_series(self, registry: CollectorRegistry) -> None:
         self.upstream_duration = LoopHistogram(
             "gateway_upstream_request_duration_seconds",
             "Upstream HTTP exchanges by route template and HTTP status (or 'error' and "
@@ -125,6 +141,8 @@ class Metrics:
             ("pool",),
             registry=registry,
         )
+
+    def _streams(self, registry: CollectorRegistry) -> None:
         self.streams_open = Gauge(
             "gateway_streams_open",
             "Open streams: upstream event streams being relayed (sse), watchers (watch).",
@@ -142,19 +160,10 @@ class Metrics:
             ("result",),
             registry=registry,
         )
-        build = Gauge(
-            "gateway_build_info",
-            "Always 1; the labels say what is running.",
-            ("version", "python", "grpcio"),
-            registry=registry,
-        )
-        build.labels(__version__, platform.python_version(), grpc.__version__).set(1)
         self.sse_open = self.streams_open.labels("sse")
         self.watch_open = self.streams_open.labels("watch")
         self.webhooks_accepted = self.webhook_deliveries.labels("accepted")
         self.webhooks_rejected = self.webhook_deliveries.labels("rejected")
-        self._upstream: dict[tuple[str, int | str], HistogramChild] = {}
-        self._retries: dict[str, Counter] = {}
 
     # -- binding at start-up
 

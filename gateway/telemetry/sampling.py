@@ -65,9 +65,8 @@ class HeadSampling:
     """The configured sampler's decision for calls it drops, taken without the SDK.
 
     Most calls are dropped at a low sampling ratio, and for them the SDK's ``start_span``
-    (sampler objects, id generator, span context, non-recording span) was measured at
-    about 30 µs of a ~270 µs call, cold-cache (docs/BENCHMARKS.md, commit bf435f1's row).
-    The rules are the SDK sampler's own, applied to the same ids:
+    builds sampler inputs, ids, a span context and a non-recording span. The rules here
+    are the SDK sampler's own, applied to the same ids:
 
     * no valid ``traceparent``: a random trace id; ``traceidratio`` keeps it when its low
       64 bits are below the sampler's bound, ``always_off`` never;

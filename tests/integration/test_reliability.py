@@ -386,3 +386,67 @@ async def test_waits_and_refusals_are_span_events(
     assert 0.1 < waited < 0.5
     refused = servers[2].events[0].attributes or {}
     assert refused["reason"] == "GATEWAY_RATE_LIMITED"
+
+
+# --------------------------------------------------------------------------- one admission path
+
+
+@pytest.mark.asyncio
+async def test_an_open_breaker_refuses_streams_too(
+    script: tuple[Script, Callable[..., Any]],
+) -> None:
+    """Streams are admitted like unary calls: no event stream is opened to a failing upstream."""
+    scripted, gateway_with = script
+    scripted.default = (503, {})
+    async with gateway_with(breaker_failures=3, retry_max_attempts=1) as gateway:
+        agents = _agents(gateway)
+        for _ in range(3):
+            with pytest.raises(grpc.aio.AioRpcError):
+                await agents.GetAgent(agent_pb2.GetAgentRequest(agent_id="a"), timeout=5)
+        sent = len(scripted.seen)
+        stream = agents.StreamAgentRun(
+            agent_pb2.StreamAgentRunRequest(agent_id="a", message="hi"), timeout=5
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stream:
+                pass
+        assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert details_of(caught.value)["ErrorInfo"].reason == "CIRCUIT_OPEN"
+        assert len(scripted.seen) == sent
+
+
+@pytest.mark.asyncio
+async def test_the_cancel_of_an_abandoned_run_is_retried_like_any_request() -> None:
+    """The run-cancel POST goes through traffic control: a 503 to it is retried."""
+    cancels: list[int] = []
+    started = asyncio.Event()
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        event = b'event: run.started\ndata: {"run_id": "run_1", "agent_id": "agent_1"}\n\n'
+        await response.write(event)
+        started.set()
+        await asyncio.sleep(30)  # the caller leaves long before this
+        return response
+
+    async def cancel(request: web.Request) -> web.Response:
+        cancels.append(503 if not cancels else 200)
+        return web.json_response({"status": "cancelled"}, status=cancels[-1])
+
+    app = web.Application()
+    app.router.add_post("/v1/agents/{agent_id}/run", run)
+    app.router.add_post("/v1/agents/{agent_id}/runs/{run_id}/cancel", cancel)
+    async with serving_app(app) as url, serving_gateway(url) as gateway:
+        call = _agents(gateway).StreamAgentRun(
+            agent_pb2.StreamAgentRunRequest(agent_id="agent_1", message="hi"), timeout=10
+        )
+        await call.read()
+        await started.wait()
+        call.cancel()
+        for _ in range(200):
+            if len(cancels) >= 2:
+                break
+            await asyncio.sleep(0.02)
+        await gateway.gateway.relay.close()
+    assert cancels == [503, 200]

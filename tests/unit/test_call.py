@@ -63,3 +63,14 @@ def test_a_forked_process_makes_different_request_ids() -> None:
     os.waitpid(pid, 0)
     assert len(child) == 32
     assert child != new_request_id()
+
+
+def test_a_credential_is_kept_only_as_its_digest() -> None:
+    from hashlib import sha256
+
+    from gateway.call import credential_digest
+
+    digest = credential_digest("Bearer ggt_secret")
+    assert digest == sha256(b"Bearer ggt_secret").hexdigest()
+    assert "ggt_secret" not in digest
+    assert credential_digest("Bearer ggt_secret") is digest  # cached, not recomputed

@@ -5,7 +5,21 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from gateway.errors import UpstreamAnswer, UpstreamHTTPError, http_to_code, to_status, upper_snake
+from gateway.errors import (
+    ANSWERED,
+    NOT_SENT,
+    OUTCOME_UNCERTAIN,
+    RETRYABLE_STATUSES,
+    FailureReason,
+    UpstreamAnswer,
+    UpstreamHTTPError,
+    UpstreamTransportError,
+    http_to_code,
+    to_status,
+    upper_snake,
+)
+from gateway.traffic.breaker import Verdict, verdict_for_status, verdict_of
+from gateway.traffic.retry import FailureKind, classify_failure, is_retryable
 
 
 @pytest.mark.parametrize(
@@ -56,3 +70,37 @@ def test_error_body_not_json_is_described() -> None:
     error = UpstreamHTTPError(answer, "GET /v1/agents")
     assert "HTML page" in error.message
     assert error.domain == "api.example.com"
+
+
+# --------------------------------------------------------------------------- one home per rule
+
+
+def test_the_retryable_statuses_are_the_breakers_failures_and_the_retries_statuses() -> None:
+    for status in range(400, 600):
+        failed = verdict_for_status(status) is Verdict.FAILURE
+        assert failed is (status in RETRYABLE_STATUSES)
+        retried = is_retryable("GET", False, classify_failure(http_error(status)))
+        assert retried is (status in RETRYABLE_STATUSES or status == 429)
+
+
+@pytest.mark.parametrize("reason", list(FailureReason), ids=str)
+def test_every_transport_reason_means_one_thing_to_retries_and_the_breaker(
+    reason: FailureReason,
+) -> None:
+    groups = [reason in NOT_SENT, reason in OUTCOME_UNCERTAIN, reason in ANSWERED]
+    assert sum(groups) <= 1
+    error = UpstreamTransportError("x", reason, "h", "GET /r")
+    kind = classify_failure(error).kind
+    verdict = verdict_of(error)
+    if reason in NOT_SENT:
+        assert (kind, verdict) == (FailureKind.NOT_SENT, Verdict.FAILURE)
+    elif reason in OUTCOME_UNCERTAIN:
+        assert (kind, verdict) == (FailureKind.OUTCOME_UNKNOWN, Verdict.FAILURE)
+    elif reason in ANSWERED:
+        assert (kind, verdict) == (FailureKind.FINAL, Verdict.SUCCESS)
+    else:
+        assert kind is FailureKind.FINAL
+
+
+def http_error(status: int) -> UpstreamHTTPError:
+    return UpstreamHTTPError(UpstreamAnswer(status, {}, b"", "", "h"), "GET /r")
