@@ -1,10 +1,16 @@
-"""StreamAgentRun: live relay from SSE, failures, cancellation and backpressure."""
+"""StreamAgentRun: live relay from SSE, failures, cancellation and backpressure.
+
+Two kinds of upstream: the emulator, for runs played out for real (pacing, cancellation,
+pools), and a scripted aiohttp upstream whose answer each test sets, for the ways a
+stream ends. The scripted endings are one table, ``ENDINGS``: each row is what the
+upstream sends and what the caller receives.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +34,17 @@ async def _wait_until(check: Callable[[], bool], seconds: float = 3.0) -> bool:
             return True
         await asyncio.sleep(0.01)
     return check()
+
+
+async def _collect(call: Any) -> tuple[list[agent_pb2.AgentRunEvent], grpc.aio.AioRpcError | None]:
+    """The call's remaining messages, and the error it ended with (None: it ended OK)."""
+    events: list[agent_pb2.AgentRunEvent] = []
+    try:
+        while (event := await call.read()) is not grpc.aio.EOF:
+            events.append(event)
+    except grpc.aio.AioRpcError as exc:
+        return events, exc
+    return events, None
 
 
 # --------------------------------------------------------------------------- emulator
@@ -57,9 +74,17 @@ async def stack() -> AsyncIterator[Stack]:
         yield Stack(emulator, gateway, agents, agent.id)
 
 
+LONG_MESSAGE = " ".join(["word"] * 200)
+"""A message the emulator answers with a run long enough to act on while it plays."""
+
+
 def _run(stack: Stack, message: str, timeout: float) -> Any:
     request = agent_pb2.StreamAgentRunRequest(agent_id=stack.agent_id, message=message)
     return stack.agents.StreamAgentRun(request, timeout=timeout)
+
+
+def _requests(emulator: RunningEmulator) -> list[dict[str, str]]:
+    return emulator.state.requests.last(500)
 
 
 @pytest.mark.asyncio
@@ -89,7 +114,7 @@ async def test_run_is_relayed_live_and_in_order(stack: Stack) -> None:
 
 @pytest.mark.asyncio
 async def test_cancel_closes_upstream_and_cancels_the_run(stack: Stack) -> None:
-    call = _run(stack, " ".join(["word"] * 200), timeout=30)
+    call = _run(stack, LONG_MESSAGE, timeout=30)
     first = await call.read()
     assert isinstance(first, agent_pb2.AgentRunEvent)
     run_id = first.run_started.run_id
@@ -103,31 +128,26 @@ async def test_cancel_closes_upstream_and_cancels_the_run(stack: Stack) -> None:
 
 @pytest.mark.asyncio
 async def test_deadline_closes_upstream(stack: Stack) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        async for _ in _run(stack, " ".join(["word"] * 200), timeout=0.3):
-            pass
-    assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    _, error = await _collect(_run(stack, LONG_MESSAGE, timeout=0.3))
+    assert error is not None
+    assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     assert await _wait_until(lambda: stack.emulator.state.open_streams == 0)
 
 
 @pytest.mark.asyncio
 async def test_error_event_ends_with_matching_status(stack: Stack) -> None:
-    call = _run(stack, " ".join(["word"] * 200), timeout=30)
+    """The emulator's own `error` event (its run cancelled through REST) ends the call."""
+    call = _run(stack, LONG_MESSAGE, timeout=30)
     first = await call.read()
     run_id = first.run_started.run_id
     async with aiohttp.ClientSession() as session:
         url = f"{stack.emulator.url}/v1/agents/{stack.agent_id}/runs/{run_id}/cancel"
         async with session.post(url) as response:
             assert response.status == 200
-
-    async def drain() -> None:
-        while await call.read() is not grpc.aio.EOF:
-            pass
-
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await drain()
-    assert caught.value.code() is grpc.StatusCode.CANCELLED
-    info = details_of(caught.value)["ErrorInfo"]
+    _, error = await _collect(call)
+    assert error is not None
+    assert error.code() is grpc.StatusCode.CANCELLED
+    info = details_of(error)["ErrorInfo"]
     assert info.reason == "CANCELLED"
     assert int(info.metadata["events_relayed"]) >= 1
 
@@ -135,10 +155,9 @@ async def test_error_event_ends_with_matching_status(stack: Stack) -> None:
 @pytest.mark.asyncio
 async def test_missing_agent_is_not_found(stack: Stack) -> None:
     request = agent_pb2.StreamAgentRunRequest(agent_id="agent_nope", message="hi")
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        async for _ in stack.agents.StreamAgentRun(request, timeout=5):
-            pass
-    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    _, error = await _collect(stack.agents.StreamAgentRun(request, timeout=5))
+    assert error is not None
+    assert error.code() is grpc.StatusCode.NOT_FOUND
 
 
 @pytest.mark.asyncio
@@ -160,18 +179,66 @@ async def test_unary_calls_not_starved_by_streams(stack: Stack) -> None:
     assert await _wait_until(lambda: stack.emulator.state.open_streams == 0)
 
 
-def _requests(emulator: RunningEmulator) -> list[dict[str, str]]:
-    return emulator.state.requests.last(500)
-
-
 # --------------------------------------------------------------------------- scripted SSE
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A script step: the upstream writes nothing for a while."""
+
+    seconds: float
+
+
+class Cut:
+    """A script step: the upstream closes the connection, whatever it was writing."""
+
+    def __repr__(self) -> str:
+        return "CUT"
+
+
+CUT = Cut()
+
+Step = bytes | Pause | Cut
+"""A script step; bytes are written to the event stream as they are."""
+
+
+@dataclass(frozen=True)
+class PlainJson:
+    """An answer that is not an event stream: one ``application/json`` body."""
+
+    body: dict[str, Any]
+
+
+Answer = tuple[Step, ...] | PlainJson | Stream
+"""What the scripted upstream answers a run with: event-stream steps played in order, a
+plain JSON body, or a function that writes the event stream itself."""
 
 
 @dataclass
 class Scripted:
-    stream: Stream | None = None
-    written: int = 0
+    """The scripted upstream: each test sets its ``answer`` before it calls."""
+
+    answer: Answer = ()
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the upstream's handler has finished (its connection closed, or cut)."""
+
+
+async def _play(
+    steps: tuple[Step, ...], request: web.Request, response: web.StreamResponse
+) -> None:
+    for step in steps:
+        if isinstance(step, Pause):
+            await asyncio.sleep(step.seconds)
+        elif isinstance(step, Cut):
+            assert request.transport is not None
+            request.transport.close()
+            return
+        else:
+            await response.write(step)
+
+
+IDLE_LIMIT = 0.4
+"""The scripted gateway's stream_idle_timeout: the longest silence a stream may keep."""
 
 
 @pytest_asyncio.fixture
@@ -180,28 +247,32 @@ async def scripted() -> AsyncIterator[tuple[Scripted, RunningGateway]]:
 
     async def answer(request: web.Request) -> web.StreamResponse:
         await request.read()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        assert script.stream is not None
         try:
-            await script.stream(request, response)
+            if isinstance(script.answer, PlainJson):
+                return web.json_response(script.answer.body)
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            if isinstance(script.answer, tuple):
+                await _play(script.answer, request, response)
+            else:
+                await script.answer(request, response)
+            return response
         finally:
             script.done.set()
-        return response
 
     app = web.Application()
     app.router.add_post("/v1/agents/{agent_id}/run", answer)
     async with (
         serving_app(app) as url,
-        serving_gateway(url, stream_idle_timeout=0.4) as gateway,
+        serving_gateway(url, stream_idle_timeout=IDLE_LIMIT) as gateway,
     ):
         yield script, gateway
 
 
-def _scripted_run(gateway: RunningGateway, timeout: float) -> Any:
+def _scripted_call(gateway: RunningGateway, timeout: float) -> Any:
     agents = agent_pb2_grpc.AgentServiceStub(gateway.channel)
     request = agent_pb2.StreamAgentRunRequest(agent_id="agent_1", message="hi")
-    return agents.StreamAgentRun(request, timeout=timeout).__aiter__()
+    return agents.StreamAgentRun(request, timeout=timeout)
 
 
 def _event(name: str, data: str, event_id: int) -> bytes:
@@ -209,120 +280,166 @@ def _event(name: str, data: str, event_id: int) -> bytes:
 
 
 STARTED = '{"run_id": "run_1", "agent_id": "agent_1", "model": "m"}'
+RUN_STARTED = _event("run.started", STARTED, 1)
+PING = b": ping\n\n"
+SILENCE = Pause(10)
+"""Longer than the call's deadline: whatever comes after, the relay must not wait for it."""
+CALL_TIMEOUT = 5.0
+
+# What the caller receives, as whole messages.
+STARTED_MESSAGE = agent_pb2.AgentRunEvent(
+    run_started=agent_pb2.RunStarted(run_id="run_1", agent_id="agent_1", model="m"),
+    event_id="1",
+)
 
 
-async def _collect(
-    gateway: RunningGateway, timeout: float
-) -> tuple[list[agent_pb2.AgentRunEvent], grpc.aio.AioRpcError | None]:
-    events: list[agent_pb2.AgentRunEvent] = []
-    try:
-        async for event in _scripted_run(gateway, timeout):
-            events.append(event)
-    except grpc.aio.AioRpcError as exc:
-        return events, exc
-    return events, None
+def _delta(text: str, event_id: str) -> agent_pb2.AgentRunEvent:
+    return agent_pb2.AgentRunEvent(
+        content_delta=agent_pb2.ContentDelta(delta=text), event_id=event_id
+    )
+
+
+def _completed(
+    run_id: str, content: str, model: str = "", event_id: str = ""
+) -> agent_pb2.AgentRunEvent:
+    run = agent_pb2.AgentRun(id=run_id, content=content, model=model)
+    return agent_pb2.AgentRunEvent(run_completed=run, event_id=event_id)
+
+
+@dataclass(frozen=True)
+class Receives:
+    """What the caller receives: these messages, then the call ends with ``code``.
+
+    ``reason`` and ``metadata`` are checked in the status's ErrorInfo when the code is not
+    OK; ``metadata`` lists the entries that must be there (others may be too).
+    """
+
+    messages: tuple[agent_pb2.AgentRunEvent, ...]
+    code: grpc.StatusCode = grpc.StatusCode.OK
+    reason: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
+
+ENDINGS = [
+    pytest.param(
+        (
+            RUN_STARTED,
+            _event("brand.new.event", '{"x": 1}', 2),
+            b'id: 3\r\nevent: content.delta\r\ndata: {"delta":\r\ndata: "hi"}\r\n\r\n',
+            _event("run.completed", '{"id": "run_1", "content": "hi"}', 4),
+            SILENCE,  # the relay must not wait for the end of the HTTP body
+        ),
+        Receives((STARTED_MESSAGE, _delta("hi", "3"), _completed("run_1", "hi", event_id="4"))),
+        id="unknown-events-skipped-and-multiline-data",
+    ),
+    pytest.param(
+        PlainJson({"id": "run_9", "content": "whole answer", "model": "m"}),
+        Receives((_completed("run_9", "whole answer", model="m"),)),
+        id="plain-json-answer-is-one-completed-event",
+    ),
+    pytest.param(
+        (
+            RUN_STARTED,
+            _event("content.delta", '{"delta": "a"}', 2),
+            b'event: content.delta\ndata: {"del',
+            CUT,  # mid-event, and mid-chunk of the HTTP body: a truncated body
+        ),
+        Receives(
+            (STARTED_MESSAGE, _delta("a", "2")),
+            UNAVAILABLE,
+            "UPSTREAM_BODY_TRUNCATED",
+            {"events_relayed": "2"},
+        ),
+        id="cut-mid-event-is-unavailable-with-count",
+    ),
+    pytest.param(
+        (RUN_STARTED,),
+        Receives((STARTED_MESSAGE,), UNAVAILABLE, "UPSTREAM_STREAM_CUT", {"events_relayed": "1"}),
+        id="clean-end-without-completion-is-unavailable",
+    ),
+    pytest.param(
+        (
+            RUN_STARTED,
+            *(Pause(0.1), PING) * 8,  # 0.8 s of heartbeats, twice the idle limit
+            _event("content.delta", '{"delta": "x"}', 2),
+            SILENCE,
+        ),
+        Receives(
+            (STARTED_MESSAGE, _delta("x", "2")),
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            "UPSTREAM_STREAM_IDLE",
+            {"events_relayed": "2"},
+        ),
+        id="idle-stream-is-deadline-exceeded-but-heartbeats-keep-it",
+    ),
+    pytest.param(
+        (
+            RUN_STARTED,
+            _event("error", '{"detail": "cancelled", "code": "CANCELLED", "status": 499}', 2),
+            SILENCE,
+        ),
+        Receives(
+            (STARTED_MESSAGE,),
+            grpc.StatusCode.CANCELLED,
+            "CANCELLED",
+            {
+                "events_relayed": "1",
+                "http_status": "499",
+                "upstream_code": "CANCELLED",
+                "stream_event": "error",
+            },
+        ),
+        id="error-event-499-is-cancelled",
+    ),
+    pytest.param(
+        (
+            RUN_STARTED,
+            _event("error", '{"detail": "busy", "code": "MODEL_OVERLOADED", "status": 503}', 2),
+            SILENCE,
+        ),
+        Receives(
+            (STARTED_MESSAGE,),
+            UNAVAILABLE,
+            "MODEL_OVERLOADED",
+            {"events_relayed": "1", "http_status": "503", "upstream_code": "MODEL_OVERLOADED"},
+        ),
+        id="error-event-reason-is-its-code",
+    ),
+    pytest.param(
+        (RUN_STARTED, _event("error", '{"detail": "boom"}', 2), SILENCE),
+        Receives(
+            (STARTED_MESSAGE,),
+            UNAVAILABLE,
+            "BAD_GATEWAY",
+            {"events_relayed": "1", "http_status": "502"},
+        ),
+        id="error-event-without-status-is-bad-gateway",
+    ),
+]
 
 
 @pytest.mark.asyncio
-async def test_cut_mid_stream_is_unavailable_with_count(
-    scripted: tuple[Scripted, RunningGateway],
+@pytest.mark.parametrize(("sends", "receives"), ENDINGS)
+async def test_how_a_scripted_stream_ends(
+    scripted: tuple[Scripted, RunningGateway], sends: Answer, receives: Receives
 ) -> None:
+    """Each row: what the upstream sends, and the messages and status the caller gets."""
     script, gateway = scripted
-
-    async def stream(request: web.Request, response: web.StreamResponse) -> None:
-        await response.write(_event("run.started", STARTED, 1))
-        await response.write(_event("content.delta", '{"delta": "a"}', 2))
-        await response.write(b'event: content.delta\ndata: {"del')  # cut mid-event
-        assert request.transport is not None
-        request.transport.close()
-
-    script.stream = stream
-    events, error = await _collect(gateway, timeout=5)
-    assert len(events) == 2
-    assert error is not None
-    assert error.code() is grpc.StatusCode.UNAVAILABLE
-    info = details_of(error)["ErrorInfo"]
-    assert info.metadata["events_relayed"] == "2"
-
-
-@pytest.mark.asyncio
-async def test_clean_end_without_completion_is_unavailable(
-    scripted: tuple[Scripted, RunningGateway],
-) -> None:
-    script, gateway = scripted
-
-    async def stream(request: web.Request, response: web.StreamResponse) -> None:
-        await response.write(_event("run.started", STARTED, 1))
-
-    script.stream = stream
-    events, error = await _collect(gateway, timeout=5)
-    assert len(events) == 1
-    assert error is not None
-    assert error.code() is grpc.StatusCode.UNAVAILABLE
-    assert details_of(error)["ErrorInfo"].reason == "UPSTREAM_STREAM_CUT"
-
-
-@pytest.mark.asyncio
-async def test_idle_stream_is_deadline_exceeded_but_heartbeats_keep_it(
-    scripted: tuple[Scripted, RunningGateway],
-) -> None:
-    script, gateway = scripted
-
-    async def heartbeats_then_silence(request: web.Request, response: web.StreamResponse) -> None:
-        await response.write(_event("run.started", STARTED, 1))
-        for _ in range(8):  # 0.8 s of heartbeats, twice the idle limit
-            await asyncio.sleep(0.1)
-            await response.write(b": ping\n\n")
-        await response.write(_event("content.delta", '{"delta": "x"}', 2))
-        await asyncio.sleep(5)
-
-    script.stream = heartbeats_then_silence
-    events, error = await _collect(gateway, timeout=10)
-    assert [e.WhichOneof("event") for e in events] == ["run_started", "content_delta"]
-    assert error is not None
-    assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-    assert details_of(error)["ErrorInfo"].reason == "UPSTREAM_STREAM_IDLE"
-
-
-@pytest.mark.asyncio
-async def test_unknown_events_skipped_and_multiline_data(
-    scripted: tuple[Scripted, RunningGateway],
-) -> None:
-    script, gateway = scripted
-
-    async def stream(request: web.Request, response: web.StreamResponse) -> None:
-        await response.write(_event("run.started", STARTED, 1))
-        await response.write(_event("brand.new.event", '{"x": 1}', 2))
-        await response.write(
-            b'id: 3\r\nevent: content.delta\r\ndata: {"delta":\r\ndata: "hi"}\r\n\r\n'
-        )
-        await response.write(_event("run.completed", '{"id": "run_1", "content": "hi"}', 4))
-        await asyncio.sleep(5)  # the relay must not wait for the end of the HTTP body
-
-    script.stream = stream
-    events, error = await _collect(gateway, timeout=3)
-    assert error is None
-    assert [e.WhichOneof("event") for e in events] == [
-        "run_started",
-        "content_delta",
-        "run_completed",
-    ]
-    assert events[1].content_delta.delta == "hi"
-    assert events[1].event_id == "3"
-
-
-@pytest.mark.asyncio
-async def test_plain_json_answer_is_one_completed_event() -> None:
-    async def answer(request: web.Request) -> web.Response:
-        return web.json_response({"id": "run_9", "content": "whole answer", "model": "m"})
-
-    app = web.Application()
-    app.router.add_post("/v1/agents/{agent_id}/run", answer)
-    async with serving_app(app) as url, serving_gateway(url) as gateway:
-        events, error = await _collect(gateway, timeout=5)
-    assert error is None
-    assert len(events) == 1
-    assert events[0].run_completed.content == "whole answer"
+    script.answer = sends
+    events, error = await _collect(_scripted_call(gateway, timeout=CALL_TIMEOUT))
+    assert tuple(events) == receives.messages
+    if receives.code is grpc.StatusCode.OK:
+        assert error is None
+    else:
+        assert error is not None
+        assert error.code() is receives.code
+        info = details_of(error)["ErrorInfo"]
+        assert info.reason == receives.reason
+        assert {key: info.metadata.get(key) for key in receives.metadata} == receives.metadata
+    # however the call ended, the upstream's connection is let go, not kept to SILENCE's end
+    assert await _wait_until(script.done.is_set)
 
 
 @pytest.mark.asyncio
@@ -333,28 +450,30 @@ async def test_slow_consumer_does_not_make_the_gateway_buffer(
     script, gateway = scripted
     payload = '{"delta": "' + "x" * 1000 + '"}'
     total = 100_000  # ~100 MB if it were all buffered
+    written = 0
 
     async def firehose(request: web.Request, response: web.StreamResponse) -> None:
-        await response.write(_event("run.started", STARTED, 1))
+        nonlocal written
+        await response.write(RUN_STARTED)
         for i in range(total):
             await response.write(_event("content.delta", payload, i + 2))
-            script.written = i + 1
+            written = i + 1
 
-    script.stream = firehose
-    stream = _scripted_run(gateway, 30)
+    script.answer = firehose
+    stream = _scripted_call(gateway, 30).__aiter__()
     first = await anext(stream)
     assert first.HasField("run_started")
     for _ in range(3):  # a slow reader: one message every half second
         await asyncio.sleep(0.5)
         await anext(stream)
-    previous, stalled_at = -1, script.written
+    previous, stalled_at = -1, written
     for _ in range(20):  # buffers fill, then writes stop: wait for that, at most 10 s
         if stalled_at == previous:
             break
         await asyncio.sleep(0.5)
-        previous, stalled_at = stalled_at, script.written
+        previous, stalled_at = stalled_at, written
     await asyncio.sleep(1.0)
-    assert script.written == stalled_at, "the upstream kept writing while nobody read"
+    assert written == stalled_at, "the upstream kept writing while nobody read"
     # What was written before the stall sits mostly in the kernel's loopback socket
     # buffers and the caller's HTTP/2 window, a fixed amount whatever the stream's length.
     assert stalled_at < total // 4, f"{stalled_at} events were buffered somewhere"
