@@ -83,7 +83,7 @@ ci: ## What CI runs
 clean: ## Remove the virtualenv, node_modules and caches
 	rm -rf $(VENV) node_modules build .mypy_cache .ruff_cache .pytest_cache
 
-# ---- Go stubs (issue 6) -------------------------------------------------------------
+# Go stubs and interop
 .PHONY: generate-go
 generate-go: $(STAMP) ## Regenerate the Go stubs module in generated/go
 	bash tools/generate_go.sh
@@ -95,9 +95,8 @@ check-generated-go: $(STAMP) ## Fail when the committed Go stubs are stale
 .PHONY: interop-go
 interop-go: $(STAMP) ## Run the Go interop client (and grpcurl, grpc-health-probe) against a gateway started by the harness
 	$(PY) tests/interop/harness.py go
-# ---- end Go stubs ---------------------------------------------------------------------
 
-# ---------------------------------------------------------------- Java (issue 6) begin
+# Java stubs and interop
 # protoc 4.33.5 and protoc-gen-grpc-java 1.83.1 come from Maven Central through
 # generated/java/pom.xml; the jar is installed into ~/.m2 for tests/interop/java.
 .PHONY: generate-java
@@ -108,19 +107,18 @@ generate-java: ## Build the Java messages and grpc-java stubs (generated/java) i
 .PHONY: interop-java
 interop-java: $(STAMP) ## Run the Java interop client against a gateway started by the harness
 	$(PY) tests/interop/harness.py java
-# ---------------------------------------------------------------- Java (issue 6) end
 
-# ---- bench (issue 7) ---------------------------------------------------------------------
+# Benchmarks: the drivers are bench/*.py, their helpers bench/lib/.
 # bench/run.py installs what it lacks: nginx-light and wrk (apt), ghz and protoc-gen-go
-# (go install, pinned in bench/tooling.py), and builds bench/vanguard. Settings: BENCH_* in
-# bench/run.py's docstring (BENCH_ROUNDS, BENCH_SECONDS, BENCH_GATEWAY_VARIANTS, ...).
+# (go install, pinned in bench/lib/tooling.py), and builds bench/vanguard. Settings: BENCH_*
+# in bench/run.py's docstring (BENCH_ROUNDS, BENCH_SECONDS, BENCH_GATEWAY_VARIANTS, ...).
 .PHONY: bench
 bench: $(STAMP) ## Gateway vs direct REST, naive passthrough, vanguard-go, variants: one table (~7 min)
 	$(PY) bench/run.py
 
 .PHONY: bench-streaming
 bench-streaming: $(STAMP) ## Streams: added time to first event, events/s, memory per idle stream
-	$(PY) bench/streaming.py
+	$(PY) bench/stream_bench.py
 
 .PHONY: bench-clients
 bench-clients: $(STAMP) ## One upstream GET in a grpc.aio handler: aiohttp vs the gateway's pool
@@ -129,4 +127,3 @@ bench-clients: $(STAMP) ## One upstream GET in a grpc.aio handler: aiohttp vs th
 .PHONY: bench-profile
 bench-profile: $(STAMP) ## py-spy profile of the gateway under load; top frames by own time
 	$(PY) bench/profile_gateway.py
-# ---- end bench ---------------------------------------------------------------------------

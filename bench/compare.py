@@ -19,7 +19,8 @@ calls/s, CPU µs per call (process tree), the CPU µs per call of each thread ki
 event loop, gRPC's poller — both named ``python`` — and gRPC's own threads), and with
 BENCH_OPEN=0.5 the open-loop p50/p99 of each round at that share of the gateway's peak.
 BENCH_GC_PAUSES=1 runs each gateway under a ``gc.callbacks`` probe and prints the
-collections per generation with their longest pauses.
+collections per generation with their longest pauses. Each gateway's output goes to
+build/bench/logs/NAME.log.
 """
 
 from __future__ import annotations
@@ -29,19 +30,17 @@ import statistics
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
-import procstat
-import tooling
-from systems import check_answer, free_port, ghz
-from upstream import Nginx
+from lib import procstat, tooling
+from lib.nginx_upstream import Nginx
+from lib.systems import GrpcSystem, check_answer, free_port, ghz
 
 WORKTREES = tooling.BUILD / "compare"
 
 GC_PROBE = textwrap.dedent(
     """
-    import gc, os, sys, time
+    import gc, os, runpy, sys, time
     sys.path.insert(0, os.getcwd())
     pauses = {0: [], 1: [], 2: []}
     started = [0.0]
@@ -60,9 +59,12 @@ GC_PROBE = textwrap.dedent(
                           f"{[round(p * 1000, 2) for p in longest]}\\n")
 
     gc.callbacks.append(probe)
-    from gateway.cli import main
+    # what "python -m gateway serve" runs, in whichever layout the revision has
     sys.argv = ["gagiteck-gateway", "serve"]
-    main()  # SIGTERM drains the gateway and returns here
+    try:
+        runpy.run_module("gateway", run_name="__main__", alter_sys=True)
+    except SystemExit:  # SIGTERM drains the gateway and ends up here
+        pass
     report()
     """
 )
@@ -107,14 +109,13 @@ def main() -> None:
     protoset = tooling.descriptor_set()
     nginx = Nginx(tooling.BUILD / "nginx", free_port(), "1")
     nginx.start(tooling.apt_tools()["nginx"])
-    gateways: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    gateways: dict[str, GrpcSystem] = {}
     try:
         for spec in specs:
             name, _, rest = spec.partition("=")
             rev, *pairs = rest.split(",")
             port = free_port()
             env = {
-                **os.environ,
                 "GATEWAY_LISTEN": f"127.0.0.1:{port}",
                 "GATEWAY_UPSTREAM_URL": nginx.url,
                 "GATEWAY_LOG_LEVEL": "warning",
@@ -126,32 +127,30 @@ def main() -> None:
                 key, _, value = pair.partition("=")
                 env[key] = value.replace("{upstream}", nginx.url)
             program = ["-c", GC_PROBE] if gc_pauses else ["-m", "gateway", "serve"]
-            process = subprocess.Popen(
-                ["taskset", "-c", "0", str(tooling.PYTHON), *program], cwd=checkout(rev), env=env
+            gateways[name] = GrpcSystem(
+                name,
+                [str(tooling.PYTHON), *program],
+                "0",
+                env=env,
+                port=port,
+                cwd=checkout(rev),
             )
-            target = f"127.0.0.1:{port}"
-            for _ in range(150):
-                if check_answer(target, timeout=2) is None:
-                    break
-                time.sleep(0.2)
-            else:
-                raise SystemExit(f"bench: {name} never answered GetAgent correctly")
-            gateways[name] = (process, target)
-        for _, target in gateways.values():
-            ghz(ghz_binary, protoset, target, "1", 50, 3)  # warm-up
+            gateways[name].start()
+        for gateway in gateways.values():
+            ghz(ghz_binary, protoset, gateway.target, "1", 50, 3)  # warm-up
         closed: dict[str, list[tuple[float, float]]] = {name: [] for name in gateways}
         threads: dict[str, dict[str, float]] = {name: {} for name in gateways}
         order = list(gateways)
         for number in range(rounds):
             for name in order if number % 2 == 0 else order[::-1]:
-                process, target = gateways[name]
-                before, before_threads = procstat.cpu_seconds(process.pid), thread_cpu(process.pid)
+                pid, target = gateways[name].pid, gateways[name].target
+                before, before_threads = procstat.cpu_seconds(pid), thread_cpu(pid)
                 load = ghz(ghz_binary, protoset, target, "1", 50, seconds)
-                used = procstat.cpu_seconds(process.pid) - before
+                used = procstat.cpu_seconds(pid) - before
                 if load.errors or check_answer(target) is not None:
                     raise SystemExit(f"bench: {name} failed: {load.errors}")
                 closed[name].append((load.rps, used / load.calls * 1e6))
-                for kind, total in thread_cpu(process.pid).items():
+                for kind, total in thread_cpu(pid).items():
                     share = (total - before_threads.get(kind, 0.0)) / load.calls * 1e6 / rounds
                     threads[name][kind] = threads[name].get(kind, 0.0) + share
                 tooling.say(f"  {name:16s} {load.rps:7.0f}/s  {used / load.calls * 1e6:6.1f} µs")
@@ -159,7 +158,7 @@ def main() -> None:
         for number in range(rounds if open_share else 0):
             for name in order if number % 2 == 0 else order[::-1]:
                 rate = statistics.median(r for r, _ in closed[name]) * open_share
-                load = ghz(ghz_binary, protoset, gateways[name][1], "1", 50, seconds, rps=rate)
+                load = ghz(ghz_binary, protoset, gateways[name].target, "1", 50, seconds, rps=rate)
                 latency[name].append((load.p50_ms, load.p99_ms))
         print(
             "\n| gateway | calls/s | CPU µs/call | by thread (µs/call) | open-loop p50 / p99 ms |"
@@ -176,11 +175,9 @@ def main() -> None:
                 f"| {rounds_text or '—'} |"
             )
     finally:
-        for process, _ in gateways.values():
-            process.terminate()
-            process.wait(timeout=15)
-        if nginx.process is not None:
-            nginx.process.terminate()
+        for gateway in gateways.values():
+            gateway.stop()  # SIGTERM: a GC probe writes its report as the gateway drains
+        nginx.stop()
     if gc_pauses:
         for name in gateways:
             report = tooling.BUILD / f"gc-{name}.txt"

@@ -23,11 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-import procstat
-import tooling
+from lib import procstat, tooling
+from lib.nginx_upstream import Nginx
+from lib.systems import Variant, free_port, gateway_system, request_file
 from run import Settings, cpu_list, variants
-from systems import Variant, free_port, gateway_system, request_file
-from upstream import Nginx
 
 PY_SPY_VERSION = "0.4.3"
 OUT = tooling.BUILD / "profile"
@@ -49,9 +48,9 @@ AREAS = (
 # Stages of a call, by the first marker found in a sample's stack (names of today's hot
 # path: update them when it changes). Samples outside the handler are the event loop's.
 STAGES = (
-    ("Upstream.request", "handler: upstream HTTP call (the pool, socket writes)"),
+    ("UnaryClient.send", "handler: upstream HTTP call (the pool, socket writes)"),
     ("decode_answer", "handler: answer decoding (JSON -> message)"),
-    ("Gateway._unary", "handler: the rest (metadata, request id, route, path)"),
+    ("Handlers._unary", "handler: the rest (metadata, request id, route, path)"),
 )
 
 

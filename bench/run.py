@@ -5,8 +5,8 @@
 On 127.0.0.1, one nginx upstream (pinned to the load CPU) answers GetAgent with fixed JSON.
 In front of it, pinned to the same CPU(s) of their own: the naive passthrough, vanguard-go
 and the gateway (one process per variant). Direct REST is an aiohttp client on those CPUs
-calling nginx itself. Load comes from ghz (gRPC) and bench/rest_load.py (REST), pinned to
-the load CPU. Systems are interleaved in rounds, forward then backward, so drift cancels:
+calling nginx itself. Load comes from ghz (gRPC) and bench/lib/rest_load.py (REST), pinned
+to the load CPU. Systems are interleaved in rounds, forward then backward, so drift cancels:
 
 1. closed loop: ``BENCH_CONCURRENCY`` calls in flight for ``BENCH_SECONDS``: calls/s,
    and the server's CPU time per call (/proc utime+stime delta / calls); nginx's capacity
@@ -43,9 +43,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import procstat
-import tooling
-from systems import (
+from lib import procstat, tooling
+from lib.nginx_upstream import AGENT_ID, Nginx
+from lib.systems import (
     GrpcSystem,
     Load,
     Variant,
@@ -59,7 +59,6 @@ from systems import (
     vanguard_system,
     wrk,
 )
-from upstream import AGENT_ID, Nginx
 
 # ---- the gateway variants measured (the lead adds e.g. tracing at 5%, limits on) -------
 _TRACING = {

@@ -1,8 +1,8 @@
 """Streaming figures: added time to first event, events/s relayed, memory per idle stream.
 
-    .venv/bin/python bench/streaming.py        (make bench-streaming)
+    .venv/bin/python bench/stream_bench.py        (make bench-streaming)
 
-Everything runs on 127.0.0.1: bench/sse_upstream.py (a fixed-cost SSE server), the
+Everything runs on 127.0.0.1: bench/lib/sse_upstream.py (a fixed-cost SSE server), the
 gateway (``python -m gateway serve``, pinned to CPU 0), and the clients on CPU 1.
 
 1. **Added time to first event.** One stream at a time, alternating direct (an aiohttp
@@ -30,14 +30,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import aiohttp  # noqa: E402
-import grpc  # noqa: E402
-from procstat import cpu_seconds  # noqa: E402
-from systems import free_port  # noqa: E402
-from tooling import BUILD, GHZ, PYTHON, ROOT, descriptor_set, go_tool  # noqa: E402
+import aiohttp
+import grpc
+from lib.procstat import cpu_seconds
+from lib.systems import free_port
+from lib.tooling import BUILD, GHZ, PYTHON, ROOT, descriptor_set, go_tool
 
 TTFE_ROUNDS = int(os.environ.get("TTFE_ROUNDS", "300"))
 EVENTS_SECONDS = float(os.environ.get("EVENTS_SECONDS", "10"))
@@ -220,7 +217,7 @@ async def main() -> int:
     upstream_port, grpc_port = free_port(), free_port()
     upstream = f"http://127.0.0.1:{upstream_port}"
     target = f"127.0.0.1:{grpc_port}"
-    sse = start([str(PYTHON), str(HERE / "sse_upstream.py"), str(upstream_port)], "1")
+    sse = start([str(PYTHON), "bench/lib/sse_upstream.py", str(upstream_port)], "1")
     gateway = start(
         [str(PYTHON), "-m", "gateway", "serve"],
         "0",

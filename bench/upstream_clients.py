@@ -2,42 +2,40 @@
 
     .venv/bin/python bench/upstream_clients.py        # BENCH_ROUNDS (4), BENCH_SECONDS (4)
 
-The evidence behind gateway/http_client.py. Three minimal GetAgent servers, each a
+The evidence behind gateway/upstream/pool.py. Three minimal GetAgent servers, each a
 grpc.aio generic handler on uvloop, pinned to CPU 0 in turn, answering with the same
 pre-serialized Agent:
 
 * ``no upstream``: the handler answers at once (grpc.aio's own cost per call);
 * ``aiohttp GET``: the handler first makes one GET to the nginx upstream through an
   aiohttp ``ClientSession`` (64-connection pool) and reads the body;
-* ``HttpPool GET``: the same GET through the gateway's :class:`gateway.http_client.HttpPool`.
+* ``HttpPool GET``: the same GET through the gateway's :class:`gateway.upstream.pool.HttpPool`.
 
-ghz drives each with 50 calls in flight from CPU 1, next to nginx (bench/upstream.py).
+ghz drives each with 50 calls in flight from CPU 1, next to nginx (bench/lib/nginx_upstream.py).
 Systems are interleaved (A B C, then C B A, ...) and the medians of the rounds printed:
 calls/s and the server process's CPU microseconds per call. Every answer is checked as
 in ``make bench`` (ghz reports only OK statuses, the Agent compared field by field).
+Each server's output goes to build/bench/logs/NAME.log.
 """
 
 from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import textwrap
-import time
 
-import procstat
-import tooling
-from systems import check_answer, free_port, ghz
-from upstream import AGENT_ID, Nginx
+from lib import procstat, tooling
+from lib.nginx_upstream import AGENT_ID, Nginx
+from lib.systems import GrpcSystem, check_answer, free_port, ghz
 
 SERVER = textwrap.dedent(
     """
     import asyncio, sys
     import aiohttp, grpc, uvloop
     sys.path.insert(0, "bench")
-    from upstream import expected_agent
-    from gateway.http_client import HttpPool
+    from lib.nginx_upstream import expected_agent
+    from gateway.upstream.pool import HttpPool
 
     ANSWER = expected_agent().SerializeToString()
 
@@ -89,43 +87,24 @@ def main() -> None:
     protoset = tooling.descriptor_set()
     nginx = Nginx(tooling.BUILD / "nginx", free_port(), "1")
     nginx.start(nginx_binary)
-    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    servers: dict[str, GrpcSystem] = {}
     try:
         source = SERVER.format(agent_id=AGENT_ID)
         for name, kind in SYSTEMS.items():
             port = free_port()
-            process = subprocess.Popen(
-                [
-                    "taskset",
-                    "-c",
-                    "0",
-                    str(tooling.PYTHON),
-                    "-c",
-                    source,
-                    kind,
-                    str(port),
-                    nginx.url,
-                ],
-                cwd=tooling.ROOT,
-            )
-            target = f"127.0.0.1:{port}"
-            for _ in range(150):
-                if check_answer(target, timeout=2) is None:
-                    break
-                time.sleep(0.2)
-            else:
-                raise SystemExit(f"bench: {name} never answered GetAgent correctly")
-            servers[name] = (process, target)
-        for _, target in servers.values():
-            ghz(ghz_binary, protoset, target, "1", 50, 3)  # warm-up
+            argv = [str(tooling.PYTHON), "-c", source, kind, str(port), nginx.url]
+            servers[name] = GrpcSystem(name, argv, "0", port=port)
+            servers[name].start()
+        for server in servers.values():
+            ghz(ghz_binary, protoset, server.target, "1", 50, 3)  # warm-up
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
         order = list(servers)
         for number in range(rounds):
             for name in order if number % 2 == 0 else order[::-1]:
-                process, target = servers[name]
-                before = procstat.cpu_seconds(process.pid)
+                pid, target = servers[name].pid, servers[name].target
+                before = procstat.cpu_seconds(pid)
                 load = ghz(ghz_binary, protoset, target, "1", 50, seconds)
-                used = procstat.cpu_seconds(process.pid) - before
+                used = procstat.cpu_seconds(pid) - before
                 if load.errors or check_answer(target) is not None:
                     raise SystemExit(f"bench: {name} failed: {load.errors}")
                 samples[name].append((load.rps, used / load.calls * 1e6))
@@ -136,11 +115,9 @@ def main() -> None:
             cpu = statistics.median(c for _, c in runs)
             print(f"| {name} | {rate:,.0f} | {cpu:.1f} |")
     finally:
-        for process, _ in servers.values():
-            process.terminate()
-            process.wait(timeout=15)
-        if nginx.process is not None:
-            nginx.process.terminate()
+        for server in servers.values():
+            server.stop()
+        nginx.stop()
 
 
 if __name__ == "__main__":

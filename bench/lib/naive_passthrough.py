@@ -1,6 +1,6 @@
 """The naive passthrough: the least one can write to serve GetAgent over REST. A yardstick.
 
-    python bench/naive_passthrough.py --upstream http://127.0.0.1:8081 [--listen 127.0.0.1:0]
+    python bench/lib/naive_passthrough.py --upstream http://127.0.0.1:8081 [--listen 127.0.0.1:0]
 
 A grpc.aio server with the generated AgentService servicer; GetAgent does one aiohttp GET
 on a shared session and reads the answer with ``json_format.ParseDict``. The only extra

@@ -1,6 +1,6 @@
 """Direct REST: an aiohttp client calling the upstream the way a service would.
 
-    python bench/rest_load.py URL EXPECTED_ID --concurrency 50 --seconds 5 [--rps R]
+    python bench/lib/rest_load.py URL EXPECTED_ID --concurrency 50 --seconds 5 [--rps R]
 
 One ClientSession with a pooled connector (64 connections, the gateway's default pool);
 every answer must be status 200 with a JSON body whose ``id`` is EXPECTED_ID, or it

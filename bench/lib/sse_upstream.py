@@ -1,6 +1,6 @@
 """A fixed-cost SSE upstream for the streaming benchmark (never the bottleneck).
 
-    python bench/sse_upstream.py PORT
+    python bench/lib/sse_upstream.py PORT
 
 ``POST /v1/agents/{agent_id}/run`` answers ``text/event-stream``:
 

@@ -3,6 +3,9 @@
 Every gRPC system serves ``gagiteck.v1.AgentService/GetAgent`` on 127.0.0.1 in front of
 the same nginx upstream: the naive passthrough, vanguard-go, and the gateway (one process
 per variant: a variant is a name and extra environment, e.g. tracing or limits switched on).
+:class:`GrpcSystem` starts any such server and waits until it answers GetAgent correctly;
+every driver that starts gRPC servers (run.py, compare.py, upstream_clients.py,
+profile_gateway.py) goes through it.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from tooling import BUILD, PYTHON, ROOT
-from upstream import AGENT_ID, expected_agent
+
+from .nginx_upstream import AGENT_ID, expected_agent
+from .tooling import BUILD, PYTHON, ROOT
 
 LOGS = BUILD / "logs"
 METHOD = "gagiteck.v1.AgentService/GetAgent"
@@ -62,7 +66,13 @@ class Variant:
 
 @dataclass
 class GrpcSystem:
-    """A gRPC server process pinned to ``cpus``; ``target`` is its HOST:PORT."""
+    """A gRPC server process pinned to ``cpus``; ``target`` is its HOST:PORT.
+
+    ``argv`` runs in ``cwd`` (the repository root unless told, e.g. a worktree of another
+    revision) with ``env`` over this process's environment; its output goes to
+    build/bench/logs/<name>.log. The server listens on ``port``, or, with
+    ``announces_port``, prints ``PORT <n>`` as its first line of output.
+    """
 
     name: str
     argv: list[str]
@@ -71,6 +81,7 @@ class GrpcSystem:
     port: int = 0
     process: subprocess.Popen[str] | None = None
     announces_port: bool = False
+    cwd: Path = ROOT
 
     @property
     def target(self) -> str:
@@ -82,11 +93,12 @@ class GrpcSystem:
         return self.process.pid
 
     def start(self) -> None:
+        """Start the process; return once it answers GetAgent exactly as expected."""
         LOGS.mkdir(parents=True, exist_ok=True)
         log = (LOGS / f"{self.name.replace(' ', '_').replace('/', '_')}.log").open("w")
         self.process = subprocess.Popen(
             ["taskset", "-c", self.cpus, *self.argv],
-            cwd=ROOT,
+            cwd=self.cwd,
             env={**os.environ, **self.env},
             stdout=subprocess.PIPE if self.announces_port else log,
             stderr=log,
@@ -122,7 +134,7 @@ class GrpcSystem:
 def naive_system(upstream_url: str, cpus: str) -> GrpcSystem:
     return GrpcSystem(
         "naive passthrough",
-        [str(PYTHON), "bench/naive_passthrough.py", "--upstream", upstream_url],
+        [str(PYTHON), "bench/lib/naive_passthrough.py", "--upstream", upstream_url],
         cpus,
         announces_port=True,
     )
@@ -260,13 +272,13 @@ def ghz(
 def rest_load(
     url: str, cpus: str, concurrency: int, seconds: float, rps: float | None = None
 ) -> Load:
-    """bench/rest_load.py pinned to ``cpus`` (the direct REST client)."""
+    """bench/lib/rest_load.py pinned to ``cpus`` (the direct REST client)."""
     argv = [
         "taskset",
         "-c",
         cpus,
         str(PYTHON),
-        "bench/rest_load.py",
+        "bench/lib/rest_load.py",
         url,
         AGENT_ID,
         "--concurrency",
