@@ -12,7 +12,8 @@ them in Redis for many processes, with the same arithmetic.
 
 The buckets are this module's GCRA rather than aiolimiter's: the reasons, the evidence
 and when to revisit are in docs/decisions/001-own-rate-limit-buckets.md, and a
-differential test holds these buckets to aiolimiter's admissions.
+differential test holds these buckets to aiolimiter's admissions. Waiters are served first
+come, first served.
 
 Guarantee: for every bucket and every interval of length ``t``, the cost admitted is at most
 ``burst + rate * t``. Proof sketch: reservations move the TAT forward by ``cost / rate`` and a

@@ -14,7 +14,9 @@ from typing import cast
 import httptools
 
 from gateway.upstream.wire import (
+    MAX_FIELDS,
     MAX_HEADER_BYTES,
+    MAX_LINE_BYTES,
     BodyTooLarge,
     BodyTruncated,
     ConnectionLost,
@@ -44,6 +46,8 @@ class Connection(asyncio.Protocol):
         self.chunks: list[bytes] = []
         self.size = 0
         self.header_bytes = 0
+        self.status_bytes = 0
+        self.fields = 0
         self.head_bytes = 0
         self.headers_done = False
         self.until_close = False
@@ -100,13 +104,23 @@ class Connection(asyncio.Protocol):
         if self.waiter is None:  # a second answer in the bytes of the first: nobody asked
             raise ProtocolError("the upstream sent an answer nobody asked for")
 
+    def on_status(self, reason: bytes) -> None:
+        self.status_bytes += len(reason)  # the reason phrase may come in pieces
+        if self.status_bytes + 13 > MAX_LINE_BYTES:  # "HTTP/1.1 200 " and the reason
+            self._refuse(f"the upstream's status line exceeds {MAX_LINE_BYTES} bytes")
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_bytes += len(name) + len(value) + 4
+        if self.headers_done:
+            return  # a trailer field of a chunked answer: never merged into the headers
+        size = len(name) + len(value) + 4
+        self.header_bytes += size
+        self.fields += 1
         if self.header_bytes > MAX_HEADER_BYTES:
-            self.failure = ProtocolError(
-                f"the upstream's answer headers exceed {MAX_HEADER_BYTES} bytes"
-            )
-            raise self.failure
+            self._refuse(f"the upstream's answer headers exceed {MAX_HEADER_BYTES} bytes")
+        if size - 2 > MAX_LINE_BYTES:
+            self._refuse(f"an upstream header field exceeds {MAX_LINE_BYTES} bytes")
+        if self.fields > MAX_FIELDS:
+            self._refuse(f"the upstream's answer has more than {MAX_FIELDS} header fields")
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         previous = self.headers.get(key)
@@ -159,6 +173,11 @@ class Connection(asyncio.Protocol):
                 waiter.set_exception(exc)
                 return
         waiter.set_result(RawAnswer(status, headers, body))
+
+    def _refuse(self, problem: str) -> None:
+        """Stop parsing: the answer is over a limit (raised through httptools)."""
+        self.failure = ProtocolError(problem)
+        raise self.failure
 
     # -- the pool's side
 

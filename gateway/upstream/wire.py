@@ -19,6 +19,10 @@ from typing import Final
 
 MAX_HEADER_BYTES: Final = 64 * 1024
 """Most bytes of status line and headers accepted in one answer."""
+MAX_LINE_BYTES: Final = 8190
+"""Most bytes of the status line or of one header field (aiohttp's limits too)."""
+MAX_FIELDS: Final = 128
+"""Most header fields accepted in one answer (aiohttp's limit too)."""
 BAD_CHARACTERS: Final = frozenset("\r\n\x00")
 
 
