@@ -75,6 +75,14 @@ interop: $(STAMP) ## Go and Java clients (plus grpcurl, grpc-health-probe) again
 buf-breaking: $(STAMP) $(BUF) ## Fail when the contract breaks callers compared with the previous commit
 	$(PY) tools/generate.py buf-breaking HEAD~1
 
+UPSTREAM_OPENAPI ?= ../shared/upstream/deployed-openapi.json
+
+.PHONY: check-upstream
+check-upstream: $(STAMP) ## Drift between the contract and the deployed service's OpenAPI document (when present)
+	@if [ -f "$(UPSTREAM_OPENAPI)" ]; then \
+		$(VENV)/bin/gagiteck-gateway check-upstream --openapi "$(UPSTREAM_OPENAPI)"; \
+	else echo "check-upstream: $(UPSTREAM_OPENAPI) is absent; skipped"; fi
+
 .PHONY: ci
 ci: ## What CI runs
 	bash .ci/run

@@ -6,6 +6,7 @@
      ├── UpstreamUnreadable           the upstream answered, but not with JSON we can read
      ├── UpstreamTransportError       no answer: refused, reset, closed mid-way
      ├── UpstreamTimeout              the caller's deadline ran out while waiting
+     ├── UpstreamIgnored              the upstream answered an update without applying part of it
      └── Refused                      the gateway itself declines (limits, breaker, shutdown)
 
 Anything else that escapes a handler is a bug: :func:`to_status` answers it as INTERNAL
@@ -78,6 +79,8 @@ class FailureReason(enum.StrEnum):
     """One event of a stream is larger than a message may be."""
     UPSTREAM_NOT_A_STREAM = "UPSTREAM_NOT_A_STREAM"
     """A streaming route answered something other than an event stream."""
+    UPSTREAM_IGNORED_FIELD = "UPSTREAM_IGNORED_FIELD"
+    """The upstream accepted an update but did not change a field it named."""
 
 
 NOT_SENT: Final = frozenset({FailureReason.UPSTREAM_UNREACHABLE})
@@ -312,6 +315,27 @@ class UpstreamTimeout(_NoAnswer):
         reason: FailureReason = FailureReason.UPSTREAM_TIMEOUT,
     ) -> None:
         super().__init__(message, reason, host, route)
+
+
+class UpstreamIgnored(GatewayError):
+    """An update the upstream answered with success, but without the change of ``field``
+    (the deployed service ignores what its update schema lacks)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = FailureReason.UPSTREAM_IGNORED_FIELD
+
+    def __init__(self, field: str, host: str, route: str) -> None:
+        super().__init__(
+            f"the upstream did not apply {field}: it answered the update with {field} "
+            "unchanged (it does not accept that field on update); the rest of the update "
+            "was applied"
+        )
+        self.field = field
+        self.domain = host or GATEWAY_DOMAIN
+        self.route = route
+
+    def error_metadata(self) -> dict[str, str]:
+        return {"field": self.field, "route": self.route}
 
 
 class Refused(GatewayError):

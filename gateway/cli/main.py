@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from gateway.cli.serve import run_emulator, run_loop, serve
 from gateway.config.gateway import load_config
 from gateway.config.parsers import ConfigError
-from gateway.config.settings import SETTINGS
+from gateway.config.settings import EMULATOR_DIALECTS, SETTINGS
 from gateway.telemetry.logs import setup_logging
+from gateway.transcoding.drift import UpstreamDrift
 from gateway.transcoding.templates import RouteError
 from gateway.version import __version__
 
@@ -58,6 +59,31 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="a ggt_ API key accepted from the start (repeatable)",
     )
+    emulator.add_argument(
+        "--dialect",
+        default="reference",
+        choices=EMULATOR_DIALECTS,
+        help="the API as its reference describes it, or as the deployed service answers",
+    )
+
+    check = commands.add_parser(
+        "check-upstream",
+        help="compare every annotated RPC with an upstream's OpenAPI document",
+        description="Print each drift between the contract and the upstream, with what it "
+        "means for callers; exit 1 when one is not in the accepted list.",
+    )
+    check.add_argument(
+        "--openapi",
+        default=None,
+        metavar="FILE|URL",
+        help="the upstream's OpenAPI document (default: GATEWAY_UPSTREAM_URL/openapi.json)",
+    )
+    check.add_argument(
+        "--accepted", default=None, metavar="FILE", help="the accepted drift (default: built in)"
+    )
+    check.add_argument(
+        "--all", action="store_true", dest="show_accepted", help="print accepted drift too"
+    )
 
     demo = commands.add_parser(
         "demo", help="a sample client: agents, a run, a workflow executing to its end"
@@ -85,9 +111,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 return run_workers(config, lambda one: run_loop(serve(one), one.event_loop))
             run_loop(serve(config), config.event_loop)
+        elif args.command == "check-upstream":
+            from gateway.cli.check import check_upstream
+
+            config = load_config(os.environ)
+            return check_upstream(config, args.openapi, args.accepted, args.show_accepted)
         elif args.command == "emulator":
             setup_logging("info", "text")
-            asyncio.run(run_emulator(args.listen, not args.require_auth, tuple(args.api_key)))
+            asyncio.run(
+                run_emulator(args.listen, not args.require_auth, tuple(args.api_key), args.dialect)
+            )
         else:
             setup_logging("warning", "text")
             from gateway.cli.demo import run_demo
@@ -96,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gagiteck-gateway: {exc}", file=sys.stderr)
         return 2
+    except UpstreamDrift as exc:
+        print(f"gagiteck-gateway: {exc}", file=sys.stderr)
+        return 1
     except RouteError as exc:
         print(f"gagiteck-gateway: bad google.api.http rule: {exc}", file=sys.stderr)
         return 2

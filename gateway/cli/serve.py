@@ -8,7 +8,7 @@ import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import Any, Literal
 
 from gateway.config.gateway import GatewayConfig
 from gateway.config.parsers import ConfigError, HostPort, parse_host_port
@@ -46,7 +46,12 @@ async def upstream_for(config: GatewayConfig) -> AsyncIterator[str]:
     from gateway.emulator import EmulatorConfig, running_emulator
 
     # Paced so that a person watching sees runs stream and executions advance.
-    paced = EmulatorConfig(open_mode=True, stream_delay_seconds=0.03, step_delay_seconds=0.4)
+    paced = EmulatorConfig(
+        open_mode=True,
+        stream_delay_seconds=0.03,
+        step_delay_seconds=0.4,
+        dialect=config.emulator_dialect,
+    )
     async with running_emulator(paced, "127.0.0.1", 0) as emulator:
         yield emulator.url
 
@@ -103,13 +108,17 @@ Ctrl-C drains in-flight calls and stops.
     )
 
 
-async def run_emulator(listen: str, open_mode: bool, api_keys: tuple[str, ...]) -> None:
+async def run_emulator(
+    listen: str,
+    open_mode: bool,
+    api_keys: tuple[str, ...],
+    dialect: Literal["reference", "deployed"],
+) -> None:
     from gateway.emulator import EmulatorConfig, serve_forever
 
     try:
         address = parse_host_port(listen)
     except ValueError as exc:
         raise ConfigError(f"--listen={listen!r}: {exc}") from exc
-    await serve_forever(
-        EmulatorConfig(open_mode=open_mode, api_keys=api_keys), address.host, address.port
-    )
+    config = EmulatorConfig(open_mode=open_mode, api_keys=api_keys, dialect=dialect)
+    await serve_forever(config, address.host, address.port)

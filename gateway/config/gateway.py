@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from gateway.config.otel import load_telemetry
 from gateway.config.parsers import ConfigError, HostPort
@@ -70,6 +70,8 @@ class GatewayConfig:
     idempotency_keys: bool = True
     workers: int = 1
     event_loop: str = "auto"
+    check_upstream: str = "off"
+    emulator_dialect: Literal["reference", "deployed"] = "reference"
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     @property

@@ -30,6 +30,8 @@ from gateway.transcoding.headers import AUTH_MODES
 LOG_FORMATS: Final = ("json", "text")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 EVENT_LOOPS: Final = ("auto", "uvloop", "asyncio")
+UPSTREAM_CHECKS: Final = ("off", "warn", "fail")
+EMULATOR_DIALECTS: Final = ("reference", "deployed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,5 +319,21 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "--access-log",
         boolean,
         "one log line per call (method, code, duration, upstream status, ids) at info level",
+    ),
+    Setting(
+        "emulator_dialect",
+        "GATEWAY_EMULATOR_DIALECT",
+        "--emulator-dialect",
+        choice(EMULATOR_DIALECTS),
+        "with no upstream URL: the embedded emulator answers as the API reference "
+        "describes it, or as the deployed service does",
+    ),
+    Setting(
+        "check_upstream",
+        "GATEWAY_CHECK_UPSTREAM",
+        "--check-upstream",
+        choice(UPSTREAM_CHECKS),
+        "at start, compare the contract with the upstream's /openapi.json: off, warn "
+        "(log each drift not accepted), or fail (refuse to start on one)",
     ),
 )

@@ -29,6 +29,7 @@ from gateway.server.descriptors import (
     enable_reflection,
 )
 from gateway.server.handlers import Handlers
+from gateway.server.upstream_check import check_upstream
 from gateway.streaming.relay import SseRelay
 from gateway.streaming.watch import WatchHub
 from gateway.streaming.webhooks import WebhookVerifier
@@ -84,7 +85,7 @@ class Gateway:
         self.relay = SseRelay(self.traffic, headers, config.stream_settings(), metrics)
         self.watches = WatchHub(self.traffic, headers, config.watch_settings(), metrics)
         self.handlers = Handlers(
-            UnaryTranscoder(self.traffic, headers, config.upstream_timeout),
+            UnaryTranscoder(self.traffic, headers, config.upstream_timeout, self.routes),
             self.relay,
             self.watches,
             self.telemetry,
@@ -126,6 +127,13 @@ class Gateway:
         self.telemetry.start()
         await self.unary_client.start()
         await self.stream_client.start()
+        if self.config.check_upstream != "off":
+            try:
+                await check_upstream(self.config.check_upstream, self.unary_client, self.routes)
+            except BaseException:
+                await self.unary_client.close()
+                await self.stream_client.close()
+                raise
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", self.config.max_message_bytes),

@@ -22,9 +22,15 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
-from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from gagiteck.v1 import upstream_pb2
+from google.protobuf.descriptor import (
+    Descriptor,
+    EnumDescriptor,
+    EnumValueDescriptor,
+    FieldDescriptor,
+)
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
@@ -72,7 +78,7 @@ class EnumCodec:
             short = value.name[len(prefix) :] if value.name.startswith(prefix) else value.name
             rest = short.lower()
             self.by_number.setdefault(value.number, rest)
-            for key in (rest, short, value.name, value.name.lower()):
+            for key in (rest, short, value.name, value.name.lower(), *_value_aliases(value)):
                 self.by_name.setdefault(key, value.number)
 
     def decode(self, value: Any) -> Any:
@@ -84,6 +90,14 @@ class EnumCodec:
 
     def encode(self, number: int) -> str | int:
         return self.by_number.get(number, number)
+
+
+def _value_aliases(value: EnumValueDescriptor) -> list[str]:
+    """The other REST strings of an enum value (its ``(gagiteck.v1.value)`` option)."""
+    options = value.GetOptions()
+    if not options.HasExtension(upstream_pb2.value):
+        return []
+    return list(options.Extensions[upstream_pb2.value].aliases)
 
 
 def _enum_prefix(enum: EnumDescriptor) -> str:
@@ -129,16 +143,29 @@ class MessageCodec:
         self.registry = registry
         self._decoders: dict[str, tuple[str, Decoder]] = {}
         self._encoders: dict[str, Encoder] = {}
+        self.aliases: dict[str, tuple[str, ...]] = {}
+        """Field name → the other JSON names the upstream gives it (the contract's
+        ``(gagiteck.v1.field).aliases``)."""
 
     # -- construction
 
     def compile(self) -> None:
+        claims: dict[str, list[tuple[FieldDescriptor, Decoder]]] = {}
         for field in self.descriptor.fields:
             decode = self._field_decoder(field)
-            entry = (field.name, decode)
-            self._decoders[field.name] = entry
-            self._decoders.setdefault(field.json_name, entry)
             self._encoders[field.name] = self._field_encoder(field)
+            aliases = tuple(field_rule(field).aliases)
+            if aliases:
+                self.aliases[field.name] = aliases
+            for key in dict.fromkeys((field.name, field.json_name)):
+                claims.setdefault(key, []).insert(0, (field, decode))  # own names first
+            for alias in aliases:
+                claims.setdefault(alias, []).append((field, decode))
+        for key, fields in claims.items():
+            if len(fields) == 1:
+                self._decoders[key] = (fields[0][0].name, fields[0][1])
+            else:
+                self._decoders[key] = ("", _by_shape(fields))
 
     def _field_decoder(self, field: FieldDescriptor) -> Decoder:
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
@@ -240,7 +267,11 @@ class MessageCodec:
                 continue
             got = entry[1](value)
             if got is not SKIP:
-                out[entry[0]] = got
+                name = entry[0]
+                if name:
+                    out[name] = got
+                else:  # a JSON name shared by several fields: the chosen one comes with it
+                    out[got[0]] = got[1]
         return out
 
     def decode(self, obj: Any) -> Message:
@@ -305,13 +336,15 @@ class MessageCodec:
         return lambda m: registry.codec(message).encode(m)
 
     def encode(self, message: Message, skip: Iterable[str] = ()) -> dict[str, Any]:
-        """The populated fields of ``message`` as REST JSON (proto field names)."""
+        """The populated fields of ``message`` as REST JSON (proto field names, and each
+        field's aliases beside its own name)."""
         encoders = self._encoders
-        return {
+        out = {
             fd.name: encoders[fd.name](value)
             for fd, value in message.ListFields()
             if fd.name not in skip
         }
+        return self._with_aliases(out) if self.aliases else out
 
     def encode_masked(self, message: Message, mask: MaskTree) -> dict[str, Any]:
         """Only the fields named by the mask, present even when they hold defaults."""
@@ -326,8 +359,55 @@ class MessageCodec:
                 out[name] = None
             else:
                 out[name] = self._encoders[name](getattr(message, name))
+        return self._with_aliases(out) if self.aliases else out
+
+    def _with_aliases(self, out: dict[str, Any]) -> dict[str, Any]:
+        for name, aliases in self.aliases.items():
+            if name in out:
+                for alias in aliases:
+                    out.setdefault(alias, out[name])
         return out
 
+
+def _by_shape(fields: list[tuple[FieldDescriptor, Decoder]]) -> Decoder:
+    """For a JSON name that several fields answer to (a field's own name and another's
+    alias): the first field whose kind fits the value, as ``(field name, decoded)``."""
+
+    def decode(value: Any) -> Any:
+        for field, one in fields:
+            if _fits(field, value):
+                got = one(value)
+                return SKIP if got is SKIP else (field.name, got)
+        return SKIP
+
+    return decode
+
+
+def _fits(field: FieldDescriptor, value: Any) -> bool:
+    """Whether ``value`` has the shape of ``field`` (an object for a message, a list for a
+    repeated field, a plain value for a scalar); the well-known JSON types fit anything."""
+    message = field.message_type
+    if field.is_repeated and not (message is not None and message.GetOptions().map_entry):
+        if not isinstance(value, list):
+            return False
+        value = next((item for item in value if item is not None), None)
+        if value is None:
+            return True
+    if message is None or message.full_name in (VALUE, STRUCT, LIST_VALUE, TIMESTAMP):
+        return message is not None or not isinstance(value, dict | list)
+    return isinstance(value, dict)
+
+
+def field_rule(field: FieldDescriptor) -> upstream_pb2.FieldRule:
+    """The field's ``(gagiteck.v1.field)`` option (empty when it has none)."""
+    options = field.GetOptions()
+    if options.HasExtension(upstream_pb2.field):
+        rule: upstream_pb2.FieldRule = options.Extensions[upstream_pb2.field]
+        return rule
+    return _NO_RULE
+
+
+_NO_RULE: Final = upstream_pb2.FieldRule()
 
 MaskTree = dict[str, "MaskTree | None"]
 """Compiled FieldMask: field name → sub-tree, or None for the whole field."""

@@ -17,11 +17,12 @@ from gateway.errors import UpstreamAnswer, UpstreamUnreadable
 from gateway.transcoding.routes import Route
 
 
-def decode_answer(route: Route, answer: UpstreamAnswer) -> Message:
+def decode_answer(route: Route, answer: UpstreamAnswer, request: Message | None = None) -> Message:
     """The response message for a 2xx answer (UpstreamUnreadable when it is not JSON).
 
     The route's ``response_body`` field, or its one repeated field for an upstream that
-    answers a bare list, says where the parsed JSON goes.
+    answers a bare list, says where the parsed JSON goes; a list the upstream did not
+    page is paged by the ``request``'s limit and offset (transcoding/paging.py).
     """
     codec = route.response_codec
     if route.response_is_empty or not answer.body.strip():
@@ -31,6 +32,8 @@ def decode_answer(route: Route, answer: UpstreamAnswer) -> Message:
     except orjson.JSONDecodeError as exc:
         what = _describe_unreadable(answer, exc)
         raise UpstreamUnreadable(what, answer, route.route_template) from exc
+    if route.paging is not None and request is not None:
+        parsed = route.paging.applied(parsed, request)
     if route.response_field:
         parsed = {route.response_field: parsed}
     elif isinstance(parsed, list) and route.list_field:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from gagiteck.v1 import upstream_pb2
 from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import Descriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
@@ -29,6 +30,7 @@ from gateway.error_body import FieldViolation
 from gateway.errors import InvalidRequest
 from gateway.transcoding.codec import CodecRegistry, MaskTree, MessageCodec, mask_tree
 from gateway.transcoding.json_values import EMPTY, FIELD_MASK
+from gateway.transcoding.paging import Paging
 from gateway.transcoding.stream_rules import SseSpec, WatchSpec, compile_streaming
 from gateway.transcoding.templates import (
     PathVariable,
@@ -37,6 +39,7 @@ from gateway.transcoding.templates import (
     parse_template,
     read_field,
 )
+from gateway.transcoding.updates import UpdateRule
 from gateway.upstream.request import UpstreamRequest
 
 _VERBS = ("get", "put", "post", "delete", "patch")
@@ -61,6 +64,9 @@ class Route:
     mask_field: str | None  # FieldMask that filters the body, if any
     bound_fields: frozenset[str] = field(default=frozenset())
     list_field: str = ""  # the one repeated field, for upstreams that answer a bare list
+    paging: Paging | None = None  # a list by the API's convention (transcoding/paging.py)
+    also_query: tuple[tuple[tuple[str, ...], str], ...] = ()  # (field path, parameter)
+    update: UpdateRule | None = None  # a masked update (transcoding/updates.py)
     body_extras: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"stream": True}
     sse: SseSpec | None = None
     watch: WatchSpec | None = None
@@ -77,14 +83,23 @@ class Route:
 
     def build(self, request: Message, headers: dict[str, str]) -> UpstreamRequest:
         """The upstream request for ``request``; InvalidRequest on a bad value."""
+        query = self._query(request) if self.query_fields else None
+        if self.also_query:
+            query = (query or []) + self._also(request)
         return UpstreamRequest(
             self.http_method,
             self._path(request),
             self.route_template,
             headers,
-            self._query(request) if self.query_fields else None,
+            query,
             self._body(request),
         )
+
+    def _also(self, request: Message) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        for path, name in self.also_query:
+            _flatten(name, read_field(request, path), found)
+        return [(name, value) for name, value in found if value not in ("", "0", "false")]
 
     def _path(self, request: Message) -> str:
         parts: list[str] = []
@@ -209,6 +224,7 @@ def compile_route(method: MethodDescriptor, registry: CodecRegistry) -> Route:
             name, f"response_body {response_field!r} is not a field of {response.full_name}"
         )
     sse, watch, extras = compile_streaming(method, pattern, body, registry)
+    list_field = _sole_repeated(response)
     return Route(
         full_method=f"/{method.containing_service.full_name}/{method.name}",
         http_method=pattern.upper(),
@@ -224,7 +240,12 @@ def compile_route(method: MethodDescriptor, registry: CodecRegistry) -> Route:
         query_fields=frozenset(query),
         mask_field=mask_field,
         bound_fields=frozenset(bound),
-        list_field=_sole_repeated(response),
+        list_field=list_field,
+        paging=Paging.of(
+            request, response, list_field, registry.codec(response).aliases.get(list_field, ())
+        ),
+        also_query=_also_query(method),
+        update=_update_rule(pattern, request, response, body, mask_field),
         body_extras=extras,
         sse=sse,
         watch=watch,
@@ -244,6 +265,39 @@ def _verb_and_template(method: MethodDescriptor) -> tuple[str, str, http_pb2.Htt
     if pattern not in _VERBS:
         raise RouteError(name, f"verb {pattern!r} is not supported (use get/put/post/delete/patch)")
     return pattern, getattr(rule, pattern), rule
+
+
+def _update_rule(
+    verb: str, request: Descriptor, response: Descriptor, body: str, mask_field: str | None
+) -> UpdateRule | None:
+    """The write rule of a POST or PATCH whose body is one message field."""
+    if verb not in ("post", "patch") or body in ("", "*"):
+        return None
+    body_type = request.fields_by_name[body].message_type
+    if body_type is None:
+        return None
+    return UpdateRule.of(body, mask_field, body_type, response)
+
+
+def _also_query(method: MethodDescriptor) -> tuple[tuple[tuple[str, ...], str], ...]:
+    """The request fields the RPC's ``(gagiteck.v1.request).also_query`` sends as query
+    parameters too; each path must name a singular scalar field."""
+    options = method.GetOptions()
+    if not options.HasExtension(upstream_pb2.request):
+        return ()
+    found: list[tuple[tuple[str, ...], str]] = []
+    for dotted in options.Extensions[upstream_pb2.request].also_query:
+        message: Descriptor | None = method.input_type
+        parts = tuple(dotted.split("."))
+        for i, part in enumerate(parts):
+            field = message.fields_by_name.get(part) if message is not None else None
+            if field is None or field.is_repeated:
+                raise RouteError(method.full_name, f"also_query {dotted!r} names no singular field")
+            message = field.message_type
+            if i == len(parts) - 1 and message is not None:
+                raise RouteError(method.full_name, f"also_query {dotted!r} must name a scalar")
+        found.append((parts, parts[-1]))
+    return tuple(found)
 
 
 def _sole_repeated(message: Descriptor) -> str:

@@ -104,7 +104,7 @@ def parse_template(
             raise RouteError(method, f"custom verb {verb!r} in {template!r} is not a plain word")
     segments: list[str | PathVariable] = []
     variables: list[PathVariable] = []
-    for raw in path[1:].split("/"):
+    for raw in path[1:].split("/") if path != "/" else ():
         if _LITERAL.match(raw):
             segments.append(raw)
             continue

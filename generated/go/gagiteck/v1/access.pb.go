@@ -12,6 +12,7 @@ import (
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -31,10 +32,12 @@ type MemberStatus int32
 const (
 	// Not set; an unknown REST string also reads as this value.
 	MemberStatus_MEMBER_STATUS_UNSPECIFIED MemberStatus = 0
-	// `invited`: invited, has not joined yet.
+	// `invited`: invited, has not joined yet (`pending` in the deployed form).
 	MemberStatus_MEMBER_STATUS_INVITED MemberStatus = 1
 	// `active`: a member of the team.
 	MemberStatus_MEMBER_STATUS_ACTIVE MemberStatus = 2
+	// `disabled`: kept in the team but switched off (deployed form).
+	MemberStatus_MEMBER_STATUS_DISABLED MemberStatus = 3
 )
 
 // Enum value maps for MemberStatus.
@@ -43,11 +46,13 @@ var (
 		0: "MEMBER_STATUS_UNSPECIFIED",
 		1: "MEMBER_STATUS_INVITED",
 		2: "MEMBER_STATUS_ACTIVE",
+		3: "MEMBER_STATUS_DISABLED",
 	}
 	MemberStatus_value = map[string]int32{
 		"MEMBER_STATUS_UNSPECIFIED": 0,
 		"MEMBER_STATUS_INVITED":     1,
 		"MEMBER_STATUS_ACTIVE":      2,
+		"MEMBER_STATUS_DISABLED":    3,
 	}
 )
 
@@ -79,18 +84,30 @@ func (MemberStatus) EnumDescriptor() ([]byte, []int) {
 }
 
 // A role: a named set of permissions. REST resource `{id, name, description,
-// permissions}`. Output only.
+// permissions}`, whose permissions are names in the reference form and objects
+// `{resource, actions}` in the deployed one (read into grants).
 type Role struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id of the role; the built-in ones are `role_owner`, `role_admin`,
 	// `role_developer` and `role_viewer`.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// Human-readable name, e.g. `Developer`.
+	// Human-readable name, e.g. `Developer`. Required on create.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// What the role may do, free text.
 	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
-	// The permissions the role grants, as the REST API names them.
-	Permissions   []string `protobuf:"bytes,4,rep,name=permissions,proto3" json:"permissions,omitempty"`
+	// The permissions the role grants, as the reference API names them (reference
+	// form).
+	Permissions []string `protobuf:"bytes,4,rep,name=permissions,proto3" json:"permissions,omitempty"`
+	// What the role grants, action by resource; REST `permissions` in the deployed
+	// form. Required on CreateRole.
+	Grants []*Permission `protobuf:"bytes,5,rep,name=grants,proto3" json:"grants,omitempty"`
+	// Whether the role is built in (then it cannot be changed or deleted; deployed
+	// form).
+	IsSystem bool `protobuf:"varint,6,opt,name=is_system,json=isSystem,proto3" json:"is_system,omitempty"`
+	// When the role was created (deployed form).
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// When the role last changed (deployed form).
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -153,6 +170,90 @@ func (x *Role) GetPermissions() []string {
 	return nil
 }
 
+func (x *Role) GetGrants() []*Permission {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+func (x *Role) GetIsSystem() bool {
+	if x != nil {
+		return x.IsSystem
+	}
+	return false
+}
+
+func (x *Role) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Role) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// What a role may do with one kind of resource. REST object `{resource, actions}`.
+type Permission struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The kind of resource, e.g. `agents`, `workflows`, `executions`, `webhooks`,
+	// `settings`, `team`.
+	Resource string `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	// What may be done with it, e.g. `create`, `read`, `update`, `delete`, `execute`.
+	Actions       []string `protobuf:"bytes,2,rep,name=actions,proto3" json:"actions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Permission) Reset() {
+	*x = Permission{}
+	mi := &file_gagiteck_v1_access_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Permission) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Permission) ProtoMessage() {}
+
+func (x *Permission) ProtoReflect() protoreflect.Message {
+	mi := &file_gagiteck_v1_access_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Permission.ProtoReflect.Descriptor instead.
+func (*Permission) Descriptor() ([]byte, []int) {
+	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Permission) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *Permission) GetActions() []string {
+	if x != nil {
+		return x.Actions
+	}
+	return nil
+}
+
 // A team. REST resource `{id, name, members, created_at}`. Output only.
 type Team struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -163,14 +264,19 @@ type Team struct {
 	// Everyone in the team, invitations included.
 	Members []*TeamMember `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
 	// When the team was created.
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Id of the user who owns the team (deployed form).
+	OwnerId string `protobuf:"bytes,5,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	// What the deployed service says instead of a team, e.g. `No team configured`
+	// before the first invitation (deployed form; the other fields are then empty).
+	Message       string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Team) Reset() {
 	*x = Team{}
-	mi := &file_gagiteck_v1_access_proto_msgTypes[1]
+	mi := &file_gagiteck_v1_access_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -182,7 +288,7 @@ func (x *Team) String() string {
 func (*Team) ProtoMessage() {}
 
 func (x *Team) ProtoReflect() protoreflect.Message {
-	mi := &file_gagiteck_v1_access_proto_msgTypes[1]
+	mi := &file_gagiteck_v1_access_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -195,7 +301,7 @@ func (x *Team) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Team.ProtoReflect.Descriptor instead.
 func (*Team) Descriptor() ([]byte, []int) {
-	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{1}
+	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Team) GetId() string {
@@ -226,6 +332,20 @@ func (x *Team) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Team) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
+}
+
+func (x *Team) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // A member of a team, or an invitation to join it. REST resource `{id, user_id,
 // email, name, role_id, status, invited_at, joined_at}`.
 type TeamMember struct {
@@ -233,7 +353,8 @@ type TeamMember struct {
 	// Server-assigned id of the membership; the member_id of UpdateTeamMember and
 	// RemoveTeamMember.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// Id of the member's user account; empty while the invitation is pending.
+	// Id of the member's user account; empty while the invitation is pending
+	// (reference form).
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Email address the member was invited with.
 	Email string `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
@@ -247,14 +368,20 @@ type TeamMember struct {
 	// When the invitation was sent.
 	InvitedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=invited_at,json=invitedAt,proto3" json:"invited_at,omitempty"`
 	// When the member joined; unset while the invitation is pending.
-	JoinedAt      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=joined_at,json=joinedAt,proto3" json:"joined_at,omitempty"`
+	JoinedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=joined_at,json=joinedAt,proto3" json:"joined_at,omitempty"`
+	// The member's role in full, as the deployed service answers it instead of role_id
+	// (deployed form).
+	Role *Role `protobuf:"bytes,9,opt,name=role,proto3" json:"role,omitempty"`
+	// What the deployed service says of the change, e.g. `Invitation sent to …` or
+	// `Member role updated` (deployed form).
+	Message       string `protobuf:"bytes,10,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TeamMember) Reset() {
 	*x = TeamMember{}
-	mi := &file_gagiteck_v1_access_proto_msgTypes[2]
+	mi := &file_gagiteck_v1_access_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -266,7 +393,7 @@ func (x *TeamMember) String() string {
 func (*TeamMember) ProtoMessage() {}
 
 func (x *TeamMember) ProtoReflect() protoreflect.Message {
-	mi := &file_gagiteck_v1_access_proto_msgTypes[2]
+	mi := &file_gagiteck_v1_access_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -279,7 +406,7 @@ func (x *TeamMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeamMember.ProtoReflect.Descriptor instead.
 func (*TeamMember) Descriptor() ([]byte, []int) {
-	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{2}
+	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *TeamMember) GetId() string {
@@ -338,6 +465,20 @@ func (x *TeamMember) GetJoinedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *TeamMember) GetRole() *Role {
+	if x != nil {
+		return x.Role
+	}
+	return nil
+}
+
+func (x *TeamMember) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // Request of AccessService.ListRoles. It has no fields.
 type ListRolesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -347,7 +488,7 @@ type ListRolesRequest struct {
 
 func (x *ListRolesRequest) Reset() {
 	*x = ListRolesRequest{}
-	mi := &file_gagiteck_v1_access_proto_msgTypes[3]
+	mi := &file_gagiteck_v1_access_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -359,7 +500,7 @@ func (x *ListRolesRequest) String() string {
 func (*ListRolesRequest) ProtoMessage() {}
 
 func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gagiteck_v1_access_proto_msgTypes[3]
+	mi := &file_gagiteck_v1_access_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -372,7 +513,7 @@ func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
 func (*ListRolesRequest) Descriptor() ([]byte, []int) {
-	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{3}
+	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{4}
 }
 
 // Answer of AccessService.ListRoles, the REST `{data}` (not paged).
@@ -386,7 +527,7 @@ type ListRolesResponse struct {
 
 func (x *ListRolesResponse) Reset() {
 	*x = ListRolesResponse{}
-	mi := &file_gagiteck_v1_access_proto_msgTypes[4]
+	mi := &file_gagiteck_v1_access_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +539,7 @@ func (x *ListRolesResponse) String() string {
 func (*ListRolesResponse) ProtoMessage() {}
 
 func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gagiteck_v1_access_proto_msgTypes[4]
+	mi := &file_gagiteck_v1_access_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +552,7 @@ func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
 func (*ListRolesResponse) Descriptor() ([]byte, []int) {
-	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{4}
+	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListRolesResponse) GetData() []*Role {
@@ -431,7 +572,7 @@ type GetTeamRequest struct {
 
 func (x *GetTeamRequest) Reset() {
 	*x = GetTeamRequest{}
-	mi := &file_gagiteck_v1_access_proto_msgTypes[5]
+	mi := &file_gagiteck_v1_access_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +584,7 @@ func (x *GetTeamRequest) String() string {
 func (*GetTeamRequest) ProtoMessage() {}
 
 func (x *GetTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gagiteck_v1_access_proto_msgTypes[5]
+	mi := &file_gagiteck_v1_access_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +597,7 @@ func (x *GetTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTeamRequest.ProtoReflect.Descriptor instead.
 func (*GetTeamRequest) Descriptor() ([]byte, []int) {
-	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{5}
+	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{6}
 }
 
 // Request of AccessService.InviteTeamMember; the whole message is the POST body.
@@ -472,7 +613,7 @@ type InviteTeamMemberRequest struct {
 
 func (x *InviteTeamMemberRequest) Reset() {
 	*x = InviteTeamMemberRequest{}
-	mi := &file_gagiteck_v1_access_proto_msgTypes[6]
+	mi := &file_gagiteck_v1_access_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +625,7 @@ func (x *InviteTeamMemberRequest) String() string {
 func (*InviteTeamMemberRequest) ProtoMessage() {}
 
 func (x *InviteTeamMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gagiteck_v1_access_proto_msgTypes[6]
+	mi := &file_gagiteck_v1_access_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +638,7 @@ func (x *InviteTeamMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteTeamMemberRequest.ProtoReflect.Descriptor instead.
 func (*InviteTeamMemberRequest) Descriptor() ([]byte, []int) {
-	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{6}
+	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *InviteTeamMemberRequest) GetEmail() string {
@@ -532,7 +673,7 @@ type UpdateTeamMemberRequest struct {
 
 func (x *UpdateTeamMemberRequest) Reset() {
 	*x = UpdateTeamMemberRequest{}
-	mi := &file_gagiteck_v1_access_proto_msgTypes[7]
+	mi := &file_gagiteck_v1_access_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +685,7 @@ func (x *UpdateTeamMemberRequest) String() string {
 func (*UpdateTeamMemberRequest) ProtoMessage() {}
 
 func (x *UpdateTeamMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gagiteck_v1_access_proto_msgTypes[7]
+	mi := &file_gagiteck_v1_access_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +698,7 @@ func (x *UpdateTeamMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTeamMemberRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTeamMemberRequest) Descriptor() ([]byte, []int) {
-	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{7}
+	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateTeamMemberRequest) GetMemberId() string {
@@ -592,7 +733,7 @@ type RemoveTeamMemberRequest struct {
 
 func (x *RemoveTeamMemberRequest) Reset() {
 	*x = RemoveTeamMemberRequest{}
-	mi := &file_gagiteck_v1_access_proto_msgTypes[8]
+	mi := &file_gagiteck_v1_access_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +745,7 @@ func (x *RemoveTeamMemberRequest) String() string {
 func (*RemoveTeamMemberRequest) ProtoMessage() {}
 
 func (x *RemoveTeamMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gagiteck_v1_access_proto_msgTypes[8]
+	mi := &file_gagiteck_v1_access_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +758,7 @@ func (x *RemoveTeamMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveTeamMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveTeamMemberRequest) Descriptor() ([]byte, []int) {
-	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{8}
+	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RemoveTeamMemberRequest) GetMemberId() string {
@@ -627,33 +768,344 @@ func (x *RemoveTeamMemberRequest) GetMemberId() string {
 	return ""
 }
 
+// Request of AccessService.GetRole.
+type GetRoleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id (or, for the deployed service's built-in roles, key) of the role. Path variable.
+	RoleId        string `protobuf:"bytes,1,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRoleRequest) Reset() {
+	*x = GetRoleRequest{}
+	mi := &file_gagiteck_v1_access_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRoleRequest) ProtoMessage() {}
+
+func (x *GetRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gagiteck_v1_access_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRoleRequest.ProtoReflect.Descriptor instead.
+func (*GetRoleRequest) Descriptor() ([]byte, []int) {
+	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetRoleRequest) GetRoleId() string {
+	if x != nil {
+		return x.RoleId
+	}
+	return ""
+}
+
+// Request of AccessService.CreateRole.
+type CreateRoleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The role to create: name, description and grants. Sent as the whole POST body.
+	Role          *Role `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRoleRequest) Reset() {
+	*x = CreateRoleRequest{}
+	mi := &file_gagiteck_v1_access_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRoleRequest) ProtoMessage() {}
+
+func (x *CreateRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gagiteck_v1_access_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRoleRequest.ProtoReflect.Descriptor instead.
+func (*CreateRoleRequest) Descriptor() ([]byte, []int) {
+	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CreateRoleRequest) GetRole() *Role {
+	if x != nil {
+		return x.Role
+	}
+	return nil
+}
+
+// Request of AccessService.UpdateRole.
+type UpdateRoleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the role to change. Path variable.
+	RoleId string `protobuf:"bytes,1,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
+	// The new values (name, description, grants).
+	Role *Role `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// The fields of role to send (`name`, `description`, `grants`). Only the masked
+	// fields go into the PATCH body; an empty mask sends every populated field. The mask
+	// itself is not sent. `grants` is replaced as a whole.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,3,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRoleRequest) Reset() {
+	*x = UpdateRoleRequest{}
+	mi := &file_gagiteck_v1_access_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRoleRequest) ProtoMessage() {}
+
+func (x *UpdateRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gagiteck_v1_access_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRoleRequest.ProtoReflect.Descriptor instead.
+func (*UpdateRoleRequest) Descriptor() ([]byte, []int) {
+	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *UpdateRoleRequest) GetRoleId() string {
+	if x != nil {
+		return x.RoleId
+	}
+	return ""
+}
+
+func (x *UpdateRoleRequest) GetRole() *Role {
+	if x != nil {
+		return x.Role
+	}
+	return nil
+}
+
+func (x *UpdateRoleRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// Request of AccessService.DeleteRole.
+type DeleteRoleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the role to delete. Path variable.
+	RoleId        string `protobuf:"bytes,1,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRoleRequest) Reset() {
+	*x = DeleteRoleRequest{}
+	mi := &file_gagiteck_v1_access_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRoleRequest) ProtoMessage() {}
+
+func (x *DeleteRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gagiteck_v1_access_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRoleRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRoleRequest) Descriptor() ([]byte, []int) {
+	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DeleteRoleRequest) GetRoleId() string {
+	if x != nil {
+		return x.RoleId
+	}
+	return ""
+}
+
+// Request of AccessService.ListPermissions. It has no fields.
+type ListPermissionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPermissionsRequest) Reset() {
+	*x = ListPermissionsRequest{}
+	mi := &file_gagiteck_v1_access_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPermissionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPermissionsRequest) ProtoMessage() {}
+
+func (x *ListPermissionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gagiteck_v1_access_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPermissionsRequest.ProtoReflect.Descriptor instead.
+func (*ListPermissionsRequest) Descriptor() ([]byte, []int) {
+	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{14}
+}
+
+// Answer of AccessService.ListPermissions, the REST `{resources}`.
+type ListPermissionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Per kind of resource, `{description, actions}`, e.g. `{"agents": {"description":
+	// "AI agents management", "actions": ["create", "read", …]}}`.
+	Resources     *structpb.Struct `protobuf:"bytes,1,opt,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPermissionsResponse) Reset() {
+	*x = ListPermissionsResponse{}
+	mi := &file_gagiteck_v1_access_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPermissionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPermissionsResponse) ProtoMessage() {}
+
+func (x *ListPermissionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gagiteck_v1_access_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPermissionsResponse.ProtoReflect.Descriptor instead.
+func (*ListPermissionsResponse) Descriptor() ([]byte, []int) {
+	return file_gagiteck_v1_access_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListPermissionsResponse) GetResources() *structpb.Struct {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
 var File_gagiteck_v1_access_proto protoreflect.FileDescriptor
 
 const file_gagiteck_v1_access_proto_rawDesc = "" +
 	"\n" +
-	"\x18gagiteck/v1/access.proto\x12\vgagiteck.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"n\n" +
-	"\x04Role\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x18gagiteck/v1/access.proto\x12\vgagiteck.v1\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\x02\n" +
+	"\x04Role\x12\x14\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\x12 \n" +
-	"\vpermissions\x18\x04 \x03(\tR\vpermissions\"\x98\x01\n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12,\n" +
+	"\vpermissions\x18\x04 \x03(\tB\n" +
+	"\xe2A\x01\x03\xf2\xe0\x18\x02\x10\x01R\vpermissions\x12D\n" +
+	"\x06grants\x18\x05 \x03(\v2\x17.gagiteck.v1.PermissionB\x13\xf2\xe0\x18\x0f\n" +
+	"\vpermissions\x10\x02R\x06grants\x12'\n" +
+	"\tis_system\x18\x06 \x01(\bB\n" +
+	"\xe2A\x01\x03\xf2\xe0\x18\x02\x10\x02R\bisSystem\x12E\n" +
+	"\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xe2A\x01\x03\xf2\xe0\x18\x02\x10\x02R\tcreatedAt\x12E\n" +
+	"\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xe2A\x01\x03\xf2\xe0\x18\x02\x10\x02R\tupdatedAt\"B\n" +
+	"\n" +
+	"Permission\x12\x1a\n" +
+	"\bresource\x18\x01 \x01(\tR\bresource\x12\x18\n" +
+	"\aactions\x18\x02 \x03(\tR\aactions\"\xdd\x01\n" +
 	"\x04Team\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x121\n" +
 	"\amembers\x18\x03 \x03(\v2\x17.gagiteck.v1.TeamMemberR\amembers\x129\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xc9\x02\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12!\n" +
+	"\bowner_id\x18\x05 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02R\aownerId\x12 \n" +
+	"\amessage\x18\x06 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02R\amessage\"\xa8\x03\n" +
 	"\n" +
 	"TeamMember\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\x02id\x12\x1d\n" +
-	"\auser_id\x18\x02 \x01(\tB\x04\xe2A\x01\x03R\x06userId\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\x02id\x12#\n" +
+	"\auser_id\x18\x02 \x01(\tB\n" +
+	"\xe2A\x01\x03\xf2\xe0\x18\x02\x10\x01R\x06userId\x12\x1a\n" +
 	"\x05email\x18\x03 \x01(\tB\x04\xe2A\x01\x03R\x05email\x12\x18\n" +
 	"\x04name\x18\x04 \x01(\tB\x04\xe2A\x01\x03R\x04name\x12\x17\n" +
 	"\arole_id\x18\x05 \x01(\tR\x06roleId\x127\n" +
 	"\x06status\x18\x06 \x01(\x0e2\x19.gagiteck.v1.MemberStatusB\x04\xe2A\x01\x03R\x06status\x12?\n" +
 	"\n" +
 	"invited_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\tinvitedAt\x12=\n" +
-	"\tjoined_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\bjoinedAt\"\x12\n" +
+	"\tjoined_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\bjoinedAt\x121\n" +
+	"\x04role\x18\t \x01(\v2\x11.gagiteck.v1.RoleB\n" +
+	"\xe2A\x01\x03\xf2\xe0\x18\x02\x10\x02R\x04role\x12$\n" +
+	"\amessage\x18\n" +
+	" \x01(\tB\n" +
+	"\xe2A\x01\x03\xf2\xe0\x18\x02\x10\x02R\amessage\"\x12\n" +
 	"\x10ListRolesRequest\":\n" +
 	"\x11ListRolesResponse\x12%\n" +
 	"\x04data\x18\x01 \x03(\v2\x11.gagiteck.v1.RoleR\x04data\"\x10\n" +
@@ -667,16 +1119,41 @@ const file_gagiteck_v1_access_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskB\x04\xe2A\x01\x01R\n" +
 	"updateMask\"<\n" +
 	"\x17RemoveTeamMemberRequest\x12!\n" +
-	"\tmember_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\bmemberId*b\n" +
+	"\tmember_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\bmemberId\"/\n" +
+	"\x0eGetRoleRequest\x12\x1d\n" +
+	"\arole_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06roleId\"@\n" +
+	"\x11CreateRoleRequest\x12+\n" +
+	"\x04role\x18\x01 \x01(\v2\x11.gagiteck.v1.RoleB\x04\xe2A\x01\x02R\x04role\"\xa2\x01\n" +
+	"\x11UpdateRoleRequest\x12\x1d\n" +
+	"\arole_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06roleId\x12+\n" +
+	"\x04role\x18\x02 \x01(\v2\x11.gagiteck.v1.RoleB\x04\xe2A\x01\x02R\x04role\x12A\n" +
+	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskB\x04\xe2A\x01\x01R\n" +
+	"updateMask\"2\n" +
+	"\x11DeleteRoleRequest\x12\x1d\n" +
+	"\arole_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06roleId\"\x18\n" +
+	"\x16ListPermissionsRequest\"P\n" +
+	"\x17ListPermissionsResponse\x125\n" +
+	"\tresources\x18\x01 \x01(\v2\x17.google.protobuf.StructR\tresources*\x8d\x01\n" +
 	"\fMemberStatus\x12\x1d\n" +
-	"\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
-	"\x15MEMBER_STATUS_INVITED\x10\x01\x12\x18\n" +
-	"\x14MEMBER_STATUS_ACTIVE\x10\x022\xc8\x04\n" +
+	"\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12(\n" +
+	"\x15MEMBER_STATUS_INVITED\x10\x01\x1a\r\x82\xe1\x18\t\n" +
+	"\apending\x12\x18\n" +
+	"\x14MEMBER_STATUS_ACTIVE\x10\x02\x12\x1a\n" +
+	"\x16MEMBER_STATUS_DISABLED\x10\x032\xef\b\n" +
 	"\rAccessService\x12d\n" +
-	"\tListRoles\x12\x1d.gagiteck.v1.ListRolesRequest\x1a\x1e.gagiteck.v1.ListRolesResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/access/roles\x12R\n" +
+	"\tListRoles\x12\x1d.gagiteck.v1.ListRolesRequest\x1a\x1e.gagiteck.v1.ListRolesResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/access/roles\x12]\n" +
+	"\aGetRole\x12\x1b.gagiteck.v1.GetRoleRequest\x1a\x11.gagiteck.v1.Role\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/access/roles/{role_id}\x12_\n" +
+	"\n" +
+	"CreateRole\x12\x1e.gagiteck.v1.CreateRoleRequest\x1a\x11.gagiteck.v1.Role\"\x1e\x82\xd3\xe4\x93\x02\x18:\x04role\"\x10/v1/access/roles\x12i\n" +
+	"\n" +
+	"UpdateRole\x12\x1e.gagiteck.v1.UpdateRoleRequest\x1a\x11.gagiteck.v1.Role\"(\x82\xd3\xe4\x93\x02\":\x04role2\x1a/v1/access/roles/{role_id}\x12h\n" +
+	"\n" +
+	"DeleteRole\x12\x1e.gagiteck.v1.DeleteRoleRequest\x1a\x16.google.protobuf.Empty\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/v1/access/roles/{role_id}\x12|\n" +
+	"\x0fListPermissions\x12#.gagiteck.v1.ListPermissionsRequest\x1a$.gagiteck.v1.ListPermissionsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/access/permissions\x12R\n" +
 	"\aGetTeam\x12\x1b.gagiteck.v1.GetTeamRequest\x1a\x11.gagiteck.v1.Team\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/access/team\x12u\n" +
-	"\x10InviteTeamMember\x12$.gagiteck.v1.InviteTeamMemberRequest\x1a\x17.gagiteck.v1.TeamMember\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/access/team/members\x12\x86\x01\n" +
-	"\x10UpdateTeamMember\x12$.gagiteck.v1.UpdateTeamMemberRequest\x1a\x17.gagiteck.v1.TeamMember\"3\x82\xd3\xe4\x93\x02-:\x06member2#/v1/access/team/members/{member_id}\x12}\n" +
+	"\x10InviteTeamMember\x12$.gagiteck.v1.InviteTeamMemberRequest\x1a\x17.gagiteck.v1.TeamMember\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/access/team/members\x12\x9a\x01\n" +
+	"\x10UpdateTeamMember\x12$.gagiteck.v1.UpdateTeamMemberRequest\x1a\x17.gagiteck.v1.TeamMember\"G\xfa\xe0\x18\x10\n" +
+	"\x0emember.role_id\x82\xd3\xe4\x93\x02-:\x06member2#/v1/access/team/members/{member_id}\x12}\n" +
 	"\x10RemoveTeamMember\x12$.gagiteck.v1.RemoveTeamMemberRequest\x1a\x16.google.protobuf.Empty\"+\x82\xd3\xe4\x93\x02%*#/v1/access/team/members/{member_id}Bj\n" +
 	"\x0fcom.gagiteck.v1B\vAccessProtoP\x01ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1b\x06proto3"
 
@@ -693,46 +1170,72 @@ func file_gagiteck_v1_access_proto_rawDescGZIP() []byte {
 }
 
 var file_gagiteck_v1_access_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_gagiteck_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_gagiteck_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_gagiteck_v1_access_proto_goTypes = []any{
 	(MemberStatus)(0),               // 0: gagiteck.v1.MemberStatus
 	(*Role)(nil),                    // 1: gagiteck.v1.Role
-	(*Team)(nil),                    // 2: gagiteck.v1.Team
-	(*TeamMember)(nil),              // 3: gagiteck.v1.TeamMember
-	(*ListRolesRequest)(nil),        // 4: gagiteck.v1.ListRolesRequest
-	(*ListRolesResponse)(nil),       // 5: gagiteck.v1.ListRolesResponse
-	(*GetTeamRequest)(nil),          // 6: gagiteck.v1.GetTeamRequest
-	(*InviteTeamMemberRequest)(nil), // 7: gagiteck.v1.InviteTeamMemberRequest
-	(*UpdateTeamMemberRequest)(nil), // 8: gagiteck.v1.UpdateTeamMemberRequest
-	(*RemoveTeamMemberRequest)(nil), // 9: gagiteck.v1.RemoveTeamMemberRequest
-	(*timestamppb.Timestamp)(nil),   // 10: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),   // 11: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),           // 12: google.protobuf.Empty
+	(*Permission)(nil),              // 2: gagiteck.v1.Permission
+	(*Team)(nil),                    // 3: gagiteck.v1.Team
+	(*TeamMember)(nil),              // 4: gagiteck.v1.TeamMember
+	(*ListRolesRequest)(nil),        // 5: gagiteck.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),       // 6: gagiteck.v1.ListRolesResponse
+	(*GetTeamRequest)(nil),          // 7: gagiteck.v1.GetTeamRequest
+	(*InviteTeamMemberRequest)(nil), // 8: gagiteck.v1.InviteTeamMemberRequest
+	(*UpdateTeamMemberRequest)(nil), // 9: gagiteck.v1.UpdateTeamMemberRequest
+	(*RemoveTeamMemberRequest)(nil), // 10: gagiteck.v1.RemoveTeamMemberRequest
+	(*GetRoleRequest)(nil),          // 11: gagiteck.v1.GetRoleRequest
+	(*CreateRoleRequest)(nil),       // 12: gagiteck.v1.CreateRoleRequest
+	(*UpdateRoleRequest)(nil),       // 13: gagiteck.v1.UpdateRoleRequest
+	(*DeleteRoleRequest)(nil),       // 14: gagiteck.v1.DeleteRoleRequest
+	(*ListPermissionsRequest)(nil),  // 15: gagiteck.v1.ListPermissionsRequest
+	(*ListPermissionsResponse)(nil), // 16: gagiteck.v1.ListPermissionsResponse
+	(*timestamppb.Timestamp)(nil),   // 17: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),   // 18: google.protobuf.FieldMask
+	(*structpb.Struct)(nil),         // 19: google.protobuf.Struct
+	(*emptypb.Empty)(nil),           // 20: google.protobuf.Empty
 }
 var file_gagiteck_v1_access_proto_depIdxs = []int32{
-	3,  // 0: gagiteck.v1.Team.members:type_name -> gagiteck.v1.TeamMember
-	10, // 1: gagiteck.v1.Team.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 2: gagiteck.v1.TeamMember.status:type_name -> gagiteck.v1.MemberStatus
-	10, // 3: gagiteck.v1.TeamMember.invited_at:type_name -> google.protobuf.Timestamp
-	10, // 4: gagiteck.v1.TeamMember.joined_at:type_name -> google.protobuf.Timestamp
-	1,  // 5: gagiteck.v1.ListRolesResponse.data:type_name -> gagiteck.v1.Role
-	3,  // 6: gagiteck.v1.UpdateTeamMemberRequest.member:type_name -> gagiteck.v1.TeamMember
-	11, // 7: gagiteck.v1.UpdateTeamMemberRequest.update_mask:type_name -> google.protobuf.FieldMask
-	4,  // 8: gagiteck.v1.AccessService.ListRoles:input_type -> gagiteck.v1.ListRolesRequest
-	6,  // 9: gagiteck.v1.AccessService.GetTeam:input_type -> gagiteck.v1.GetTeamRequest
-	7,  // 10: gagiteck.v1.AccessService.InviteTeamMember:input_type -> gagiteck.v1.InviteTeamMemberRequest
-	8,  // 11: gagiteck.v1.AccessService.UpdateTeamMember:input_type -> gagiteck.v1.UpdateTeamMemberRequest
-	9,  // 12: gagiteck.v1.AccessService.RemoveTeamMember:input_type -> gagiteck.v1.RemoveTeamMemberRequest
-	5,  // 13: gagiteck.v1.AccessService.ListRoles:output_type -> gagiteck.v1.ListRolesResponse
-	2,  // 14: gagiteck.v1.AccessService.GetTeam:output_type -> gagiteck.v1.Team
-	3,  // 15: gagiteck.v1.AccessService.InviteTeamMember:output_type -> gagiteck.v1.TeamMember
-	3,  // 16: gagiteck.v1.AccessService.UpdateTeamMember:output_type -> gagiteck.v1.TeamMember
-	12, // 17: gagiteck.v1.AccessService.RemoveTeamMember:output_type -> google.protobuf.Empty
-	13, // [13:18] is the sub-list for method output_type
-	8,  // [8:13] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	2,  // 0: gagiteck.v1.Role.grants:type_name -> gagiteck.v1.Permission
+	17, // 1: gagiteck.v1.Role.created_at:type_name -> google.protobuf.Timestamp
+	17, // 2: gagiteck.v1.Role.updated_at:type_name -> google.protobuf.Timestamp
+	4,  // 3: gagiteck.v1.Team.members:type_name -> gagiteck.v1.TeamMember
+	17, // 4: gagiteck.v1.Team.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 5: gagiteck.v1.TeamMember.status:type_name -> gagiteck.v1.MemberStatus
+	17, // 6: gagiteck.v1.TeamMember.invited_at:type_name -> google.protobuf.Timestamp
+	17, // 7: gagiteck.v1.TeamMember.joined_at:type_name -> google.protobuf.Timestamp
+	1,  // 8: gagiteck.v1.TeamMember.role:type_name -> gagiteck.v1.Role
+	1,  // 9: gagiteck.v1.ListRolesResponse.data:type_name -> gagiteck.v1.Role
+	4,  // 10: gagiteck.v1.UpdateTeamMemberRequest.member:type_name -> gagiteck.v1.TeamMember
+	18, // 11: gagiteck.v1.UpdateTeamMemberRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 12: gagiteck.v1.CreateRoleRequest.role:type_name -> gagiteck.v1.Role
+	1,  // 13: gagiteck.v1.UpdateRoleRequest.role:type_name -> gagiteck.v1.Role
+	18, // 14: gagiteck.v1.UpdateRoleRequest.update_mask:type_name -> google.protobuf.FieldMask
+	19, // 15: gagiteck.v1.ListPermissionsResponse.resources:type_name -> google.protobuf.Struct
+	5,  // 16: gagiteck.v1.AccessService.ListRoles:input_type -> gagiteck.v1.ListRolesRequest
+	11, // 17: gagiteck.v1.AccessService.GetRole:input_type -> gagiteck.v1.GetRoleRequest
+	12, // 18: gagiteck.v1.AccessService.CreateRole:input_type -> gagiteck.v1.CreateRoleRequest
+	13, // 19: gagiteck.v1.AccessService.UpdateRole:input_type -> gagiteck.v1.UpdateRoleRequest
+	14, // 20: gagiteck.v1.AccessService.DeleteRole:input_type -> gagiteck.v1.DeleteRoleRequest
+	15, // 21: gagiteck.v1.AccessService.ListPermissions:input_type -> gagiteck.v1.ListPermissionsRequest
+	7,  // 22: gagiteck.v1.AccessService.GetTeam:input_type -> gagiteck.v1.GetTeamRequest
+	8,  // 23: gagiteck.v1.AccessService.InviteTeamMember:input_type -> gagiteck.v1.InviteTeamMemberRequest
+	9,  // 24: gagiteck.v1.AccessService.UpdateTeamMember:input_type -> gagiteck.v1.UpdateTeamMemberRequest
+	10, // 25: gagiteck.v1.AccessService.RemoveTeamMember:input_type -> gagiteck.v1.RemoveTeamMemberRequest
+	6,  // 26: gagiteck.v1.AccessService.ListRoles:output_type -> gagiteck.v1.ListRolesResponse
+	1,  // 27: gagiteck.v1.AccessService.GetRole:output_type -> gagiteck.v1.Role
+	1,  // 28: gagiteck.v1.AccessService.CreateRole:output_type -> gagiteck.v1.Role
+	1,  // 29: gagiteck.v1.AccessService.UpdateRole:output_type -> gagiteck.v1.Role
+	20, // 30: gagiteck.v1.AccessService.DeleteRole:output_type -> google.protobuf.Empty
+	16, // 31: gagiteck.v1.AccessService.ListPermissions:output_type -> gagiteck.v1.ListPermissionsResponse
+	3,  // 32: gagiteck.v1.AccessService.GetTeam:output_type -> gagiteck.v1.Team
+	4,  // 33: gagiteck.v1.AccessService.InviteTeamMember:output_type -> gagiteck.v1.TeamMember
+	4,  // 34: gagiteck.v1.AccessService.UpdateTeamMember:output_type -> gagiteck.v1.TeamMember
+	20, // 35: gagiteck.v1.AccessService.RemoveTeamMember:output_type -> google.protobuf.Empty
+	26, // [26:36] is the sub-list for method output_type
+	16, // [16:26] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_gagiteck_v1_access_proto_init() }
@@ -740,13 +1243,14 @@ func file_gagiteck_v1_access_proto_init() {
 	if File_gagiteck_v1_access_proto != nil {
 		return
 	}
+	file_gagiteck_v1_upstream_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gagiteck_v1_access_proto_rawDesc), len(file_gagiteck_v1_access_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

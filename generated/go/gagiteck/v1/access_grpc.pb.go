@@ -21,6 +21,11 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	AccessService_ListRoles_FullMethodName        = "/gagiteck.v1.AccessService/ListRoles"
+	AccessService_GetRole_FullMethodName          = "/gagiteck.v1.AccessService/GetRole"
+	AccessService_CreateRole_FullMethodName       = "/gagiteck.v1.AccessService/CreateRole"
+	AccessService_UpdateRole_FullMethodName       = "/gagiteck.v1.AccessService/UpdateRole"
+	AccessService_DeleteRole_FullMethodName       = "/gagiteck.v1.AccessService/DeleteRole"
+	AccessService_ListPermissions_FullMethodName  = "/gagiteck.v1.AccessService/ListPermissions"
 	AccessService_GetTeam_FullMethodName          = "/gagiteck.v1.AccessService/GetTeam"
 	AccessService_InviteTeamMember_FullMethodName = "/gagiteck.v1.AccessService/InviteTeamMember"
 	AccessService_UpdateTeamMember_FullMethodName = "/gagiteck.v1.AccessService/UpdateTeamMember"
@@ -49,21 +54,58 @@ type AccessServiceClient interface {
 	// REST: `GET /v1/access/roles`.
 	// Errors: only those common to every RPC.
 	ListRoles(ctx context.Context, in *ListRolesRequest, opts ...grpc.CallOption) (*ListRolesResponse, error)
+	// Returns one role (the deployed service's addition to the reference). The deployed
+	// service keeps its four built-in roles under their keys (`admin`, `developer`,
+	// `viewer`, `operator`) rather than their ids (`role_admin`, …): name those by key.
+	//
+	// REST: `GET /v1/access/roles/{role_id}`.
+	// Errors: NOT_FOUND when role_id names no role.
+	GetRole(ctx context.Context, in *GetRoleRequest, opts ...grpc.CallOption) (*Role, error)
+	// Creates a custom role and returns it (the deployed service's addition).
+	//
+	// REST: `POST /v1/access/roles` with the role's writable fields as the body (201).
+	// Errors: INVALID_ARGUMENT when the name is empty or longer than 50 characters, or
+	// the grants are missing.
+	CreateRole(ctx context.Context, in *CreateRoleRequest, opts ...grpc.CallOption) (*Role, error)
+	// Changes some fields of a custom role and returns it (the deployed service's
+	// addition). Built-in roles cannot be changed.
+	//
+	// REST: `PATCH /v1/access/roles/{role_id}` with a partial role as the body. Only
+	// the fields named in update_mask are sent; an empty mask sends every populated field.
+	// Errors: NOT_FOUND when role_id names no role; INVALID_ARGUMENT when it names a
+	// built-in role or validation fails.
+	UpdateRole(ctx context.Context, in *UpdateRoleRequest, opts ...grpc.CallOption) (*Role, error)
+	// Deletes a custom role (the deployed service's addition). Built-in roles cannot be
+	// deleted.
+	//
+	// REST: `DELETE /v1/access/roles/{role_id}` (204).
+	// Errors: NOT_FOUND when role_id names no role; INVALID_ARGUMENT when it names a
+	// built-in role.
+	DeleteRole(ctx context.Context, in *DeleteRoleRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// Lists the resources roles grant access to and the actions on each (the deployed
+	// service's addition).
+	//
+	// REST: `GET /v1/access/permissions`.
+	// Errors: only those common to every RPC.
+	ListPermissions(ctx context.Context, in *ListPermissionsRequest, opts ...grpc.CallOption) (*ListPermissionsResponse, error)
 	// Returns the caller's team with all its members.
 	//
 	// REST: `GET /v1/access/team`.
 	// Errors: only those common to every RPC.
 	GetTeam(ctx context.Context, in *GetTeamRequest, opts ...grpc.CallOption) (*Team, error)
 	// Invites someone to the caller's team with a role and returns the new member
-	// (status `invited`).
+	// (status `invited`; the deployed service says `pending`, read as the same).
 	//
-	// REST: `POST /v1/access/team/members` with the body `{email, role_id}` (201).
+	// REST: `POST /v1/access/team/members` with the body `{email, role_id}` (201). The
+	// deployed service names its built-in roles by key (`developer`), not by id.
 	// Errors: INVALID_ARGUMENT when the email is malformed or role_id names no role;
 	// ALREADY_EXISTS when the email is already a member or invited.
 	InviteTeamMember(ctx context.Context, in *InviteTeamMemberRequest, opts ...grpc.CallOption) (*TeamMember, error)
 	// Changes a team member's role and returns the member.
 	//
-	// REST: `PATCH /v1/access/team/members/{member_id}` with the body `{role_id}`.
+	// REST: `PATCH /v1/access/team/members/{member_id}` with the body `{role_id}`, and
+	// `?role_id=` as well, where the deployed service reads it (it answers only
+	// `{message}`).
 	// Only the fields named in update_mask are sent; an empty mask sends every
 	// populated field (role_id is the only writable one).
 	// Errors: NOT_FOUND when member_id names no member of the team; INVALID_ARGUMENT
@@ -89,6 +131,56 @@ func (c *accessServiceClient) ListRoles(ctx context.Context, in *ListRolesReques
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListRolesResponse)
 	err := c.cc.Invoke(ctx, AccessService_ListRoles_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessServiceClient) GetRole(ctx context.Context, in *GetRoleRequest, opts ...grpc.CallOption) (*Role, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Role)
+	err := c.cc.Invoke(ctx, AccessService_GetRole_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessServiceClient) CreateRole(ctx context.Context, in *CreateRoleRequest, opts ...grpc.CallOption) (*Role, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Role)
+	err := c.cc.Invoke(ctx, AccessService_CreateRole_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessServiceClient) UpdateRole(ctx context.Context, in *UpdateRoleRequest, opts ...grpc.CallOption) (*Role, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Role)
+	err := c.cc.Invoke(ctx, AccessService_UpdateRole_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessServiceClient) DeleteRole(ctx context.Context, in *DeleteRoleRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(emptypb.Empty)
+	err := c.cc.Invoke(ctx, AccessService_DeleteRole_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessServiceClient) ListPermissions(ctx context.Context, in *ListPermissionsRequest, opts ...grpc.CallOption) (*ListPermissionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPermissionsResponse)
+	err := c.cc.Invoke(ctx, AccessService_ListPermissions_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -157,21 +249,58 @@ type AccessServiceServer interface {
 	// REST: `GET /v1/access/roles`.
 	// Errors: only those common to every RPC.
 	ListRoles(context.Context, *ListRolesRequest) (*ListRolesResponse, error)
+	// Returns one role (the deployed service's addition to the reference). The deployed
+	// service keeps its four built-in roles under their keys (`admin`, `developer`,
+	// `viewer`, `operator`) rather than their ids (`role_admin`, …): name those by key.
+	//
+	// REST: `GET /v1/access/roles/{role_id}`.
+	// Errors: NOT_FOUND when role_id names no role.
+	GetRole(context.Context, *GetRoleRequest) (*Role, error)
+	// Creates a custom role and returns it (the deployed service's addition).
+	//
+	// REST: `POST /v1/access/roles` with the role's writable fields as the body (201).
+	// Errors: INVALID_ARGUMENT when the name is empty or longer than 50 characters, or
+	// the grants are missing.
+	CreateRole(context.Context, *CreateRoleRequest) (*Role, error)
+	// Changes some fields of a custom role and returns it (the deployed service's
+	// addition). Built-in roles cannot be changed.
+	//
+	// REST: `PATCH /v1/access/roles/{role_id}` with a partial role as the body. Only
+	// the fields named in update_mask are sent; an empty mask sends every populated field.
+	// Errors: NOT_FOUND when role_id names no role; INVALID_ARGUMENT when it names a
+	// built-in role or validation fails.
+	UpdateRole(context.Context, *UpdateRoleRequest) (*Role, error)
+	// Deletes a custom role (the deployed service's addition). Built-in roles cannot be
+	// deleted.
+	//
+	// REST: `DELETE /v1/access/roles/{role_id}` (204).
+	// Errors: NOT_FOUND when role_id names no role; INVALID_ARGUMENT when it names a
+	// built-in role.
+	DeleteRole(context.Context, *DeleteRoleRequest) (*emptypb.Empty, error)
+	// Lists the resources roles grant access to and the actions on each (the deployed
+	// service's addition).
+	//
+	// REST: `GET /v1/access/permissions`.
+	// Errors: only those common to every RPC.
+	ListPermissions(context.Context, *ListPermissionsRequest) (*ListPermissionsResponse, error)
 	// Returns the caller's team with all its members.
 	//
 	// REST: `GET /v1/access/team`.
 	// Errors: only those common to every RPC.
 	GetTeam(context.Context, *GetTeamRequest) (*Team, error)
 	// Invites someone to the caller's team with a role and returns the new member
-	// (status `invited`).
+	// (status `invited`; the deployed service says `pending`, read as the same).
 	//
-	// REST: `POST /v1/access/team/members` with the body `{email, role_id}` (201).
+	// REST: `POST /v1/access/team/members` with the body `{email, role_id}` (201). The
+	// deployed service names its built-in roles by key (`developer`), not by id.
 	// Errors: INVALID_ARGUMENT when the email is malformed or role_id names no role;
 	// ALREADY_EXISTS when the email is already a member or invited.
 	InviteTeamMember(context.Context, *InviteTeamMemberRequest) (*TeamMember, error)
 	// Changes a team member's role and returns the member.
 	//
-	// REST: `PATCH /v1/access/team/members/{member_id}` with the body `{role_id}`.
+	// REST: `PATCH /v1/access/team/members/{member_id}` with the body `{role_id}`, and
+	// `?role_id=` as well, where the deployed service reads it (it answers only
+	// `{message}`).
 	// Only the fields named in update_mask are sent; an empty mask sends every
 	// populated field (role_id is the only writable one).
 	// Errors: NOT_FOUND when member_id names no member of the team; INVALID_ARGUMENT
@@ -195,6 +324,21 @@ type UnimplementedAccessServiceServer struct{}
 
 func (UnimplementedAccessServiceServer) ListRoles(context.Context, *ListRolesRequest) (*ListRolesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRoles not implemented")
+}
+func (UnimplementedAccessServiceServer) GetRole(context.Context, *GetRoleRequest) (*Role, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRole not implemented")
+}
+func (UnimplementedAccessServiceServer) CreateRole(context.Context, *CreateRoleRequest) (*Role, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateRole not implemented")
+}
+func (UnimplementedAccessServiceServer) UpdateRole(context.Context, *UpdateRoleRequest) (*Role, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateRole not implemented")
+}
+func (UnimplementedAccessServiceServer) DeleteRole(context.Context, *DeleteRoleRequest) (*emptypb.Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteRole not implemented")
+}
+func (UnimplementedAccessServiceServer) ListPermissions(context.Context, *ListPermissionsRequest) (*ListPermissionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPermissions not implemented")
 }
 func (UnimplementedAccessServiceServer) GetTeam(context.Context, *GetTeamRequest) (*Team, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTeam not implemented")
@@ -243,6 +387,96 @@ func _AccessService_ListRoles_Handler(srv interface{}, ctx context.Context, dec 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AccessServiceServer).ListRoles(ctx, req.(*ListRolesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccessService_GetRole_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRoleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServiceServer).GetRole(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccessService_GetRole_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServiceServer).GetRole(ctx, req.(*GetRoleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccessService_CreateRole_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateRoleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServiceServer).CreateRole(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccessService_CreateRole_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServiceServer).CreateRole(ctx, req.(*CreateRoleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccessService_UpdateRole_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateRoleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServiceServer).UpdateRole(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccessService_UpdateRole_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServiceServer).UpdateRole(ctx, req.(*UpdateRoleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccessService_DeleteRole_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteRoleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServiceServer).DeleteRole(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccessService_DeleteRole_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServiceServer).DeleteRole(ctx, req.(*DeleteRoleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccessService_ListPermissions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPermissionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServiceServer).ListPermissions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccessService_ListPermissions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServiceServer).ListPermissions(ctx, req.(*ListPermissionsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -329,6 +563,26 @@ var AccessService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListRoles",
 			Handler:    _AccessService_ListRoles_Handler,
+		},
+		{
+			MethodName: "GetRole",
+			Handler:    _AccessService_GetRole_Handler,
+		},
+		{
+			MethodName: "CreateRole",
+			Handler:    _AccessService_CreateRole_Handler,
+		},
+		{
+			MethodName: "UpdateRole",
+			Handler:    _AccessService_UpdateRole_Handler,
+		},
+		{
+			MethodName: "DeleteRole",
+			Handler:    _AccessService_DeleteRole_Handler,
+		},
+		{
+			MethodName: "ListPermissions",
+			Handler:    _AccessService_ListPermissions_Handler,
 		},
 		{
 			MethodName: "GetTeam",

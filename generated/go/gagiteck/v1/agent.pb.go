@@ -1336,12 +1336,12 @@ var File_gagiteck_v1_agent_proto protoreflect.FileDescriptor
 
 const file_gagiteck_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x17gagiteck/v1/agent.proto\x12\vgagiteck.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bgagiteck/v1/streaming.proto\"\x8d\x03\n" +
+	"\x17gagiteck/v1/agent.proto\x12\vgagiteck.v1\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bgagiteck/v1/streaming.proto\"\x95\x03\n" +
 	"\x05Agent\x12\x14\n" +
 	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\x02id\x12\x18\n" +
 	"\x04name\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12#\n" +
-	"\rsystem_prompt\x18\x03 \x01(\tR\fsystemPrompt\x120\n" +
-	"\x06config\x18\x04 \x01(\v2\x18.gagiteck.v1.AgentConfigR\x06config\x12\x14\n" +
+	"\rsystem_prompt\x18\x03 \x01(\tR\fsystemPrompt\x128\n" +
+	"\x06config\x18\x04 \x01(\v2\x18.gagiteck.v1.AgentConfigB\x06\xf2\xe0\x18\x02\x18\x01R\x06config\x12\x14\n" +
 	"\x05tools\x18\x05 \x03(\tR\x05tools\x123\n" +
 	"\bmetadata\x18\x06 \x01(\v2\x17.google.protobuf.StructR\bmetadata\x120\n" +
 	"\x06status\x18\a \x01(\x0e2\x18.gagiteck.v1.AgentStatusR\x06status\x12?\n" +
@@ -1539,6 +1539,7 @@ func file_gagiteck_v1_agent_proto_init() {
 	if File_gagiteck_v1_agent_proto != nil {
 		return
 	}
+	file_gagiteck_v1_upstream_proto_init()
 	file_gagiteck_v1_streaming_proto_init()
 	file_gagiteck_v1_agent_proto_msgTypes[1].OneofWrappers = []any{}
 	file_gagiteck_v1_agent_proto_msgTypes[6].OneofWrappers = []any{

@@ -38,7 +38,9 @@ type User struct {
 	// roles). Not the team role of AccessService.
 	Role string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
 	// When the account was created.
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// When the account last changed (deployed form).
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -108,6 +110,13 @@ func (x *User) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *User) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
 // An API key. REST resource `{id, name, key, prefix, created_at, last_used_at}`.
 // Output only.
 type ApiKey struct {
@@ -119,11 +128,11 @@ type ApiKey struct {
 	// The secret key, starting with `ggt_`, to send as `authorization: Bearer <key>`.
 	// Set only in the CreateApiKey answer; empty everywhere else.
 	Key string `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
-	// The first 12 characters of the key, to recognise it in lists.
+	// The first 12 characters of the key, to recognise it in lists (reference form).
 	Prefix string `protobuf:"bytes,4,opt,name=prefix,proto3" json:"prefix,omitempty"`
 	// When the key was created.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	// When the key was last used; unset if never.
+	// When the key was last used; unset if never (reference form).
 	LastUsedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -470,9 +479,11 @@ func (x *CreateApiKeyRequest) GetName() string {
 // Request of AuthService.ListApiKeys. Both fields become query parameters.
 type ListApiKeysRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Page size, 1..100; 0 means the server's default (20).
+	// Page size, 1..100; 0 means the server's default (20). Paged by the gateway
+	// against the deployed service, which answers every key.
 	Limit int32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
-	// Number of keys to skip, >= 0; 0 starts at the first.
+	// Number of keys to skip, >= 0; 0 starts at the first (paged by the gateway
+	// against the deployed service, as limit).
 	Offset        int32 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -641,26 +652,129 @@ func (x *DeleteApiKeyRequest) GetKeyId() string {
 	return ""
 }
 
+// Request of AuthService.UpdateCurrentUser; the whole message is the PATCH body.
+type UpdateCurrentUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new display name; empty leaves it unchanged (it is then not sent).
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateCurrentUserRequest) Reset() {
+	*x = UpdateCurrentUserRequest{}
+	mi := &file_gagiteck_v1_auth_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateCurrentUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateCurrentUserRequest) ProtoMessage() {}
+
+func (x *UpdateCurrentUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gagiteck_v1_auth_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateCurrentUserRequest.ProtoReflect.Descriptor instead.
+func (*UpdateCurrentUserRequest) Descriptor() ([]byte, []int) {
+	return file_gagiteck_v1_auth_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *UpdateCurrentUserRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Request of AuthService.ChangePassword; the whole message is the POST body.
+type ChangePasswordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The password the caller has now, to prove it is the caller.
+	CurrentPassword string `protobuf:"bytes,1,opt,name=current_password,json=currentPassword,proto3" json:"current_password,omitempty"`
+	// The new password, at least 8 characters.
+	NewPassword   string `protobuf:"bytes,2,opt,name=new_password,json=newPassword,proto3" json:"new_password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangePasswordRequest) Reset() {
+	*x = ChangePasswordRequest{}
+	mi := &file_gagiteck_v1_auth_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangePasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangePasswordRequest) ProtoMessage() {}
+
+func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gagiteck_v1_auth_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
+func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
+	return file_gagiteck_v1_auth_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ChangePasswordRequest) GetCurrentPassword() string {
+	if x != nil {
+		return x.CurrentPassword
+	}
+	return ""
+}
+
+func (x *ChangePasswordRequest) GetNewPassword() string {
+	if x != nil {
+		return x.NewPassword
+	}
+	return ""
+}
+
 var File_gagiteck_v1_auth_proto protoreflect.FileDescriptor
 
 const file_gagiteck_v1_auth_proto_rawDesc = "" +
 	"\n" +
-	"\x16gagiteck/v1/auth.proto\x12\vgagiteck.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x01\n" +
+	"\x16gagiteck/v1/auth.proto\x12\vgagiteck.v1\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x01\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05email\x18\x02 \x01(\tR\x05email\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n" +
 	"\x04role\x18\x04 \x01(\tR\x04role\x129\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xcf\x01\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12A\n" +
+	"\n" +
+	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xf2\xe0\x18\x02\x10\x02R\tupdatedAt\"\xdf\x01\n" +
 	"\x06ApiKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
-	"\x03key\x18\x03 \x01(\tR\x03key\x12\x16\n" +
-	"\x06prefix\x18\x04 \x01(\tR\x06prefix\x129\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x1e\n" +
+	"\x06prefix\x18\x04 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01R\x06prefix\x129\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12<\n" +
-	"\flast_used_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12D\n" +
+	"\flast_used_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xf2\xe0\x18\x02\x10\x01R\n" +
 	"lastUsedAt\"h\n" +
 	"\rSignUpRequest\x12\x1a\n" +
 	"\x05email\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05email\x12!\n" +
@@ -677,21 +791,28 @@ const file_gagiteck_v1_auth_proto_rawDesc = "" +
 	"expires_in\x18\x03 \x01(\x05R\texpiresIn\"\x17\n" +
 	"\x15GetCurrentUserRequest\"/\n" +
 	"\x13CreateApiKeyRequest\x12\x18\n" +
-	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"B\n" +
-	"\x12ListApiKeysRequest\x12\x14\n" +
-	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x05R\x06offset\"\x82\x01\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"R\n" +
+	"\x12ListApiKeysRequest\x12\x1c\n" +
+	"\x05limit\x18\x01 \x01(\x05B\x06\xf2\xe0\x18\x02\x10\x01R\x05limit\x12\x1e\n" +
+	"\x06offset\x18\x02 \x01(\x05B\x06\xf2\xe0\x18\x02\x10\x01R\x06offset\"\x82\x01\n" +
 	"\x13ListApiKeysResponse\x12'\n" +
 	"\x04data\x18\x01 \x03(\v2\x13.gagiteck.v1.ApiKeyR\x04data\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\x05R\x05total\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\x05R\x05limit\x12\x16\n" +
 	"\x06offset\x18\x04 \x01(\x05R\x06offset\"2\n" +
 	"\x13DeleteApiKeyRequest\x12\x1b\n" +
-	"\x06key_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05keyId2\xdb\x04\n" +
+	"\x06key_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05keyId\"4\n" +
+	"\x18UpdateCurrentUserRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x01R\x04name\"q\n" +
+	"\x15ChangePasswordRequest\x12/\n" +
+	"\x10current_password\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0fcurrentPassword\x12'\n" +
+	"\fnew_password\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\vnewPassword2\xac\x06\n" +
 	"\vAuthService\x12S\n" +
 	"\x06SignUp\x12\x1a.gagiteck.v1.SignUpRequest\x1a\x11.gagiteck.v1.User\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth/signup\x12Y\n" +
 	"\x05Login\x12\x19.gagiteck.v1.LoginRequest\x1a\x1a.gagiteck.v1.LoginResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/auth/login\x12\\\n" +
-	"\x0eGetCurrentUser\x12\".gagiteck.v1.GetCurrentUserRequest\x1a\x11.gagiteck.v1.User\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/auth/me\x12c\n" +
+	"\x0eGetCurrentUser\x12\".gagiteck.v1.GetCurrentUserRequest\x1a\x11.gagiteck.v1.User\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/auth/me\x12e\n" +
+	"\x11UpdateCurrentUser\x12%.gagiteck.v1.UpdateCurrentUserRequest\x1a\x11.gagiteck.v1.User\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*2\v/v1/auth/me\x12h\n" +
+	"\x0eChangePassword\x12\".gagiteck.v1.ChangePasswordRequest\x1a\x11.gagiteck.v1.User\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/auth/me/password\x12c\n" +
 	"\fCreateApiKey\x12 .gagiteck.v1.CreateApiKeyRequest\x1a\x13.gagiteck.v1.ApiKey\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/auth/api-keys\x12k\n" +
 	"\vListApiKeys\x12\x1f.gagiteck.v1.ListApiKeysRequest\x1a .gagiteck.v1.ListApiKeysResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/auth/api-keys\x12l\n" +
 	"\fDeleteApiKey\x12 .gagiteck.v1.DeleteApiKeyRequest\x1a\x16.google.protobuf.Empty\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/v1/auth/api-keys/{key_id}Bh\n" +
@@ -709,43 +830,50 @@ func file_gagiteck_v1_auth_proto_rawDescGZIP() []byte {
 	return file_gagiteck_v1_auth_proto_rawDescData
 }
 
-var file_gagiteck_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_gagiteck_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_gagiteck_v1_auth_proto_goTypes = []any{
-	(*User)(nil),                  // 0: gagiteck.v1.User
-	(*ApiKey)(nil),                // 1: gagiteck.v1.ApiKey
-	(*SignUpRequest)(nil),         // 2: gagiteck.v1.SignUpRequest
-	(*LoginRequest)(nil),          // 3: gagiteck.v1.LoginRequest
-	(*LoginResponse)(nil),         // 4: gagiteck.v1.LoginResponse
-	(*GetCurrentUserRequest)(nil), // 5: gagiteck.v1.GetCurrentUserRequest
-	(*CreateApiKeyRequest)(nil),   // 6: gagiteck.v1.CreateApiKeyRequest
-	(*ListApiKeysRequest)(nil),    // 7: gagiteck.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),   // 8: gagiteck.v1.ListApiKeysResponse
-	(*DeleteApiKeyRequest)(nil),   // 9: gagiteck.v1.DeleteApiKeyRequest
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),         // 11: google.protobuf.Empty
+	(*User)(nil),                     // 0: gagiteck.v1.User
+	(*ApiKey)(nil),                   // 1: gagiteck.v1.ApiKey
+	(*SignUpRequest)(nil),            // 2: gagiteck.v1.SignUpRequest
+	(*LoginRequest)(nil),             // 3: gagiteck.v1.LoginRequest
+	(*LoginResponse)(nil),            // 4: gagiteck.v1.LoginResponse
+	(*GetCurrentUserRequest)(nil),    // 5: gagiteck.v1.GetCurrentUserRequest
+	(*CreateApiKeyRequest)(nil),      // 6: gagiteck.v1.CreateApiKeyRequest
+	(*ListApiKeysRequest)(nil),       // 7: gagiteck.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),      // 8: gagiteck.v1.ListApiKeysResponse
+	(*DeleteApiKeyRequest)(nil),      // 9: gagiteck.v1.DeleteApiKeyRequest
+	(*UpdateCurrentUserRequest)(nil), // 10: gagiteck.v1.UpdateCurrentUserRequest
+	(*ChangePasswordRequest)(nil),    // 11: gagiteck.v1.ChangePasswordRequest
+	(*timestamppb.Timestamp)(nil),    // 12: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),            // 13: google.protobuf.Empty
 }
 var file_gagiteck_v1_auth_proto_depIdxs = []int32{
-	10, // 0: gagiteck.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	10, // 1: gagiteck.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	10, // 2: gagiteck.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
-	1,  // 3: gagiteck.v1.ListApiKeysResponse.data:type_name -> gagiteck.v1.ApiKey
-	2,  // 4: gagiteck.v1.AuthService.SignUp:input_type -> gagiteck.v1.SignUpRequest
-	3,  // 5: gagiteck.v1.AuthService.Login:input_type -> gagiteck.v1.LoginRequest
-	5,  // 6: gagiteck.v1.AuthService.GetCurrentUser:input_type -> gagiteck.v1.GetCurrentUserRequest
-	6,  // 7: gagiteck.v1.AuthService.CreateApiKey:input_type -> gagiteck.v1.CreateApiKeyRequest
-	7,  // 8: gagiteck.v1.AuthService.ListApiKeys:input_type -> gagiteck.v1.ListApiKeysRequest
-	9,  // 9: gagiteck.v1.AuthService.DeleteApiKey:input_type -> gagiteck.v1.DeleteApiKeyRequest
-	0,  // 10: gagiteck.v1.AuthService.SignUp:output_type -> gagiteck.v1.User
-	4,  // 11: gagiteck.v1.AuthService.Login:output_type -> gagiteck.v1.LoginResponse
-	0,  // 12: gagiteck.v1.AuthService.GetCurrentUser:output_type -> gagiteck.v1.User
-	1,  // 13: gagiteck.v1.AuthService.CreateApiKey:output_type -> gagiteck.v1.ApiKey
-	8,  // 14: gagiteck.v1.AuthService.ListApiKeys:output_type -> gagiteck.v1.ListApiKeysResponse
-	11, // 15: gagiteck.v1.AuthService.DeleteApiKey:output_type -> google.protobuf.Empty
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	12, // 0: gagiteck.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	12, // 1: gagiteck.v1.User.updated_at:type_name -> google.protobuf.Timestamp
+	12, // 2: gagiteck.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	12, // 3: gagiteck.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
+	1,  // 4: gagiteck.v1.ListApiKeysResponse.data:type_name -> gagiteck.v1.ApiKey
+	2,  // 5: gagiteck.v1.AuthService.SignUp:input_type -> gagiteck.v1.SignUpRequest
+	3,  // 6: gagiteck.v1.AuthService.Login:input_type -> gagiteck.v1.LoginRequest
+	5,  // 7: gagiteck.v1.AuthService.GetCurrentUser:input_type -> gagiteck.v1.GetCurrentUserRequest
+	10, // 8: gagiteck.v1.AuthService.UpdateCurrentUser:input_type -> gagiteck.v1.UpdateCurrentUserRequest
+	11, // 9: gagiteck.v1.AuthService.ChangePassword:input_type -> gagiteck.v1.ChangePasswordRequest
+	6,  // 10: gagiteck.v1.AuthService.CreateApiKey:input_type -> gagiteck.v1.CreateApiKeyRequest
+	7,  // 11: gagiteck.v1.AuthService.ListApiKeys:input_type -> gagiteck.v1.ListApiKeysRequest
+	9,  // 12: gagiteck.v1.AuthService.DeleteApiKey:input_type -> gagiteck.v1.DeleteApiKeyRequest
+	0,  // 13: gagiteck.v1.AuthService.SignUp:output_type -> gagiteck.v1.User
+	4,  // 14: gagiteck.v1.AuthService.Login:output_type -> gagiteck.v1.LoginResponse
+	0,  // 15: gagiteck.v1.AuthService.GetCurrentUser:output_type -> gagiteck.v1.User
+	0,  // 16: gagiteck.v1.AuthService.UpdateCurrentUser:output_type -> gagiteck.v1.User
+	0,  // 17: gagiteck.v1.AuthService.ChangePassword:output_type -> gagiteck.v1.User
+	1,  // 18: gagiteck.v1.AuthService.CreateApiKey:output_type -> gagiteck.v1.ApiKey
+	8,  // 19: gagiteck.v1.AuthService.ListApiKeys:output_type -> gagiteck.v1.ListApiKeysResponse
+	13, // 20: gagiteck.v1.AuthService.DeleteApiKey:output_type -> google.protobuf.Empty
+	13, // [13:21] is the sub-list for method output_type
+	5,  // [5:13] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_gagiteck_v1_auth_proto_init() }
@@ -753,13 +881,14 @@ func file_gagiteck_v1_auth_proto_init() {
 	if File_gagiteck_v1_auth_proto != nil {
 		return
 	}
+	file_gagiteck_v1_upstream_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gagiteck_v1_auth_proto_rawDesc), len(file_gagiteck_v1_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,12 +20,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AuthService_SignUp_FullMethodName         = "/gagiteck.v1.AuthService/SignUp"
-	AuthService_Login_FullMethodName          = "/gagiteck.v1.AuthService/Login"
-	AuthService_GetCurrentUser_FullMethodName = "/gagiteck.v1.AuthService/GetCurrentUser"
-	AuthService_CreateApiKey_FullMethodName   = "/gagiteck.v1.AuthService/CreateApiKey"
-	AuthService_ListApiKeys_FullMethodName    = "/gagiteck.v1.AuthService/ListApiKeys"
-	AuthService_DeleteApiKey_FullMethodName   = "/gagiteck.v1.AuthService/DeleteApiKey"
+	AuthService_SignUp_FullMethodName            = "/gagiteck.v1.AuthService/SignUp"
+	AuthService_Login_FullMethodName             = "/gagiteck.v1.AuthService/Login"
+	AuthService_GetCurrentUser_FullMethodName    = "/gagiteck.v1.AuthService/GetCurrentUser"
+	AuthService_UpdateCurrentUser_FullMethodName = "/gagiteck.v1.AuthService/UpdateCurrentUser"
+	AuthService_ChangePassword_FullMethodName    = "/gagiteck.v1.AuthService/ChangePassword"
+	AuthService_CreateApiKey_FullMethodName      = "/gagiteck.v1.AuthService/CreateApiKey"
+	AuthService_ListApiKeys_FullMethodName       = "/gagiteck.v1.AuthService/ListApiKeys"
+	AuthService_DeleteApiKey_FullMethodName      = "/gagiteck.v1.AuthService/DeleteApiKey"
 )
 
 // AuthServiceClient is the client API for AuthService service.
@@ -61,6 +63,21 @@ type AuthServiceClient interface {
 	// REST: `GET /v1/auth/me`.
 	// Errors: UNAUTHENTICATED when the credential is missing, expired or revoked.
 	GetCurrentUser(ctx context.Context, in *GetCurrentUserRequest, opts ...grpc.CallOption) (*User, error)
+	// Changes the caller's own profile (its display name) and returns the user (the
+	// deployed service's addition to the reference).
+	//
+	// REST: `PATCH /v1/auth/me` with the body `{name}`.
+	// Errors: UNAUTHENTICATED when the credential is missing, expired or revoked;
+	// INVALID_ARGUMENT when the name is rejected.
+	UpdateCurrentUser(ctx context.Context, in *UpdateCurrentUserRequest, opts ...grpc.CallOption) (*User, error)
+	// Changes the caller's password and returns the user (the deployed service's
+	// addition to the reference).
+	//
+	// REST: `POST /v1/auth/me/password` with the body `{current_password,
+	// new_password}`.
+	// Errors: UNAUTHENTICATED when the credential is missing or bad; INVALID_ARGUMENT
+	// when the current password is wrong or the new one is shorter than 8 characters.
+	ChangePassword(ctx context.Context, in *ChangePasswordRequest, opts ...grpc.CallOption) (*User, error)
 	// Creates an API key for the caller. The answer is the only one that carries the
 	// secret key itself: store it then.
 	//
@@ -70,7 +87,8 @@ type AuthServiceClient interface {
 	// Lists the caller's API keys, one page at a time, without their secret keys
 	// (each with its prefix instead).
 	//
-	// REST: `GET /v1/auth/api-keys?limit=&offset=`.
+	// REST: `GET /v1/auth/api-keys?limit=&offset=`. The deployed service takes no
+	// paging parameters and answers a bare list of every key; the gateway pages it.
 	// Errors: INVALID_ARGUMENT when limit is outside 1..100 or offset is negative.
 	ListApiKeys(ctx context.Context, in *ListApiKeysRequest, opts ...grpc.CallOption) (*ListApiKeysResponse, error)
 	// Revokes and deletes an API key; calls made with it fail from then on.
@@ -113,6 +131,26 @@ func (c *authServiceClient) GetCurrentUser(ctx context.Context, in *GetCurrentUs
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(User)
 	err := c.cc.Invoke(ctx, AuthService_GetCurrentUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) UpdateCurrentUser(ctx context.Context, in *UpdateCurrentUserRequest, opts ...grpc.CallOption) (*User, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(User)
+	err := c.cc.Invoke(ctx, AuthService_UpdateCurrentUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) ChangePassword(ctx context.Context, in *ChangePasswordRequest, opts ...grpc.CallOption) (*User, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(User)
+	err := c.cc.Invoke(ctx, AuthService_ChangePassword_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +220,21 @@ type AuthServiceServer interface {
 	// REST: `GET /v1/auth/me`.
 	// Errors: UNAUTHENTICATED when the credential is missing, expired or revoked.
 	GetCurrentUser(context.Context, *GetCurrentUserRequest) (*User, error)
+	// Changes the caller's own profile (its display name) and returns the user (the
+	// deployed service's addition to the reference).
+	//
+	// REST: `PATCH /v1/auth/me` with the body `{name}`.
+	// Errors: UNAUTHENTICATED when the credential is missing, expired or revoked;
+	// INVALID_ARGUMENT when the name is rejected.
+	UpdateCurrentUser(context.Context, *UpdateCurrentUserRequest) (*User, error)
+	// Changes the caller's password and returns the user (the deployed service's
+	// addition to the reference).
+	//
+	// REST: `POST /v1/auth/me/password` with the body `{current_password,
+	// new_password}`.
+	// Errors: UNAUTHENTICATED when the credential is missing or bad; INVALID_ARGUMENT
+	// when the current password is wrong or the new one is shorter than 8 characters.
+	ChangePassword(context.Context, *ChangePasswordRequest) (*User, error)
 	// Creates an API key for the caller. The answer is the only one that carries the
 	// secret key itself: store it then.
 	//
@@ -191,7 +244,8 @@ type AuthServiceServer interface {
 	// Lists the caller's API keys, one page at a time, without their secret keys
 	// (each with its prefix instead).
 	//
-	// REST: `GET /v1/auth/api-keys?limit=&offset=`.
+	// REST: `GET /v1/auth/api-keys?limit=&offset=`. The deployed service takes no
+	// paging parameters and answers a bare list of every key; the gateway pages it.
 	// Errors: INVALID_ARGUMENT when limit is outside 1..100 or offset is negative.
 	ListApiKeys(context.Context, *ListApiKeysRequest) (*ListApiKeysResponse, error)
 	// Revokes and deletes an API key; calls made with it fail from then on.
@@ -218,6 +272,12 @@ func (UnimplementedAuthServiceServer) Login(context.Context, *LoginRequest) (*Lo
 }
 func (UnimplementedAuthServiceServer) GetCurrentUser(context.Context, *GetCurrentUserRequest) (*User, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCurrentUser not implemented")
+}
+func (UnimplementedAuthServiceServer) UpdateCurrentUser(context.Context, *UpdateCurrentUserRequest) (*User, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateCurrentUser not implemented")
+}
+func (UnimplementedAuthServiceServer) ChangePassword(context.Context, *ChangePasswordRequest) (*User, error) {
+	return nil, status.Error(codes.Unimplemented, "method ChangePassword not implemented")
 }
 func (UnimplementedAuthServiceServer) CreateApiKey(context.Context, *CreateApiKeyRequest) (*ApiKey, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateApiKey not implemented")
@@ -303,6 +363,42 @@ func _AuthService_GetCurrentUser_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuthService_UpdateCurrentUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateCurrentUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).UpdateCurrentUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_UpdateCurrentUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).UpdateCurrentUser(ctx, req.(*UpdateCurrentUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_ChangePassword_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ChangePasswordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).ChangePassword(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_ChangePassword_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).ChangePassword(ctx, req.(*ChangePasswordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AuthService_CreateApiKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateApiKeyRequest)
 	if err := dec(in); err != nil {
@@ -375,6 +471,14 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCurrentUser",
 			Handler:    _AuthService_GetCurrentUser_Handler,
+		},
+		{
+			MethodName: "UpdateCurrentUser",
+			Handler:    _AuthService_UpdateCurrentUser_Handler,
+		},
+		{
+			MethodName: "ChangePassword",
+			Handler:    _AuthService_ChangePassword_Handler,
 		},
 		{
 			MethodName: "CreateApiKey",

@@ -207,22 +207,30 @@ func (LogLevel) EnumDescriptor() ([]byte, []int) {
 }
 
 // One run of an agent or a workflow. REST resource `{id, type, resource_id, status,
-// input, result, error, step_results, started_at, completed_at}`. Output only.
+// input, result, error, step_results, started_at, completed_at}` in the reference
+// form; the deployed service answers `{id, workflow_id, agent_id, status, inputs,
+// outputs, step_results, started_at, completed_at, duration_ms}`, and its workflow
+// runs `{id, workflow_id, status, inputs, outputs, started_at}`. Output only.
 type Execution struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Server-assigned id, e.g. `exec_abc123`.
+	// Server-assigned id, e.g. `exec_abc123` (a workflow run of the deployed service:
+	// `run_…`).
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// Whether an agent or a workflow runs.
+	// Whether an agent or a workflow runs (reference form; the deployed service says
+	// it by which of workflow_id and agent_id is set).
 	Type ExecutionType `protobuf:"varint,2,opt,name=type,proto3,enum=gagiteck.v1.ExecutionType" json:"type,omitempty"`
-	// Id of the agent or workflow that runs, e.g. `workflow_xyz`.
+	// Id of the agent or workflow that runs, e.g. `workflow_xyz` (reference form).
 	ResourceId string `protobuf:"bytes,3,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
 	// Current state.
 	Status ExecutionStatus `protobuf:"varint,4,opt,name=status,proto3,enum=gagiteck.v1.ExecutionStatus" json:"status,omitempty"`
-	// The input the run was started with, a free-form object.
+	// The input the run was started with, a free-form object (`inputs` in the deployed
+	// form).
 	Input *structpb.Struct `protobuf:"bytes,5,opt,name=input,proto3" json:"input,omitempty"`
-	// The outcome once completed: any JSON value; unset before.
+	// The outcome once completed: any JSON value; unset before (`outputs`, an object,
+	// in the deployed form).
 	Result *structpb.Value `protobuf:"bytes,6,opt,name=result,proto3" json:"result,omitempty"`
-	// Why the execution failed; empty unless status is FAILED (REST null).
+	// Why the execution failed; empty unless status is FAILED (REST null; reference
+	// form).
 	Error string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
 	// One entry per workflow step that has started, in step order; empty for agent
 	// runs.
@@ -230,7 +238,13 @@ type Execution struct {
 	// When the execution started.
 	StartedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	// When the execution finished; unset while it is pending or running.
-	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// The workflow that runs, for a workflow's execution or run (deployed form).
+	WorkflowId string `protobuf:"bytes,11,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
+	// The agent that runs, for an agent's execution (deployed form).
+	AgentId string `protobuf:"bytes,12,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// How long the execution ran, in milliseconds (deployed form).
+	DurationMs    int64 `protobuf:"varint,13,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -335,13 +349,34 @@ func (x *Execution) GetCompletedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Execution) GetWorkflowId() string {
+	if x != nil {
+		return x.WorkflowId
+	}
+	return ""
+}
+
+func (x *Execution) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *Execution) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
 // The outcome of one workflow step within an execution. REST object `{step_id,
 // name, status, output, error, started_at, completed_at}`. Output only.
 type StepResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id of the step in the workflow, e.g. `step_1`.
 	StepId string `protobuf:"bytes,1,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
-	// Name of the step, e.g. `Research`.
+	// Name of the step, e.g. `Research` (reference form).
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// State of the step (same vocabulary as executions).
 	Status ExecutionStatus `protobuf:"varint,3,opt,name=status,proto3,enum=gagiteck.v1.ExecutionStatus" json:"status,omitempty"`
@@ -352,7 +387,9 @@ type StepResult struct {
 	// When the step started.
 	StartedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	// When the step finished; unset while it runs.
-	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// How long the step ran, in milliseconds (deployed form).
+	DurationMs    int64 `protobuf:"varint,8,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -436,6 +473,13 @@ func (x *StepResult) GetCompletedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *StepResult) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
 // One line of an execution's log. REST object `{timestamp, level, message,
 // step_id}`. Output only.
 type LogEntry struct {
@@ -447,7 +491,7 @@ type LogEntry struct {
 	// The text of the entry.
 	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
 	// The workflow step the entry belongs to; empty for entries of the execution as a
-	// whole (REST null).
+	// whole (REST null; reference form).
 	StepId        string `protobuf:"bytes,4,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -793,9 +837,11 @@ type GetExecutionLogsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id of the execution whose log to read. Path variable.
 	ExecutionId string `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
-	// Page size, 1..100; 0 means the server's default (20).
+	// Page size, 1..100; 0 means the server's default (20). The deployed service
+	// answers the whole log; the gateway then pages it.
 	Limit int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
-	// Number of entries to skip, >= 0; 0 starts at the first.
+	// Number of entries to skip, >= 0; 0 starts at the first (paged by the gateway
+	// against the deployed service, as limit).
 	Offset        int32 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -852,17 +898,21 @@ func (x *GetExecutionLogsRequest) GetOffset() int32 {
 	return 0
 }
 
-// Answer of ExecutionService.GetExecutionLogs, the REST `{data, total, limit, offset}`.
+// Answer of ExecutionService.GetExecutionLogs, the REST `{data, total, limit, offset}`
+// (the deployed service: `{execution_id, logs}`).
 type GetExecutionLogsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The log entries of this page, in the order they were written.
+	// The log entries of this page, in the order they were written (`logs` in the
+	// deployed form).
 	Data []*LogEntry `protobuf:"bytes,1,rep,name=data,proto3" json:"data,omitempty"`
 	// Number of entries in the whole log, across all pages.
 	Total int32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
 	// The page size the server applied.
 	Limit int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	// The offset the server applied.
-	Offset        int32 `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	Offset int32 `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The execution the log belongs to (deployed form).
+	ExecutionId   string `protobuf:"bytes,5,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -925,40 +975,56 @@ func (x *GetExecutionLogsResponse) GetOffset() int32 {
 	return 0
 }
 
+func (x *GetExecutionLogsResponse) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
 var File_gagiteck_v1_execution_proto protoreflect.FileDescriptor
 
 const file_gagiteck_v1_execution_proto_rawDesc = "" +
 	"\n" +
-	"\x1bgagiteck/v1/execution.proto\x12\vgagiteck.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bgagiteck/v1/streaming.proto\"\xcd\x03\n" +
+	"\x1bgagiteck/v1/execution.proto\x12\vgagiteck.v1\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bgagiteck/v1/streaming.proto\"\xf7\x04\n" +
 	"\tExecution\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
-	"\x04type\x18\x02 \x01(\x0e2\x1a.gagiteck.v1.ExecutionTypeR\x04type\x12\x1f\n" +
-	"\vresource_id\x18\x03 \x01(\tR\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x126\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x1a.gagiteck.v1.ExecutionTypeB\x06\xf2\xe0\x18\x02\x10\x01R\x04type\x12'\n" +
+	"\vresource_id\x18\x03 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01R\n" +
 	"resourceId\x124\n" +
-	"\x06status\x18\x04 \x01(\x0e2\x1c.gagiteck.v1.ExecutionStatusR\x06status\x12-\n" +
-	"\x05input\x18\x05 \x01(\v2\x17.google.protobuf.StructR\x05input\x12.\n" +
-	"\x06result\x18\x06 \x01(\v2\x16.google.protobuf.ValueR\x06result\x12\x14\n" +
-	"\x05error\x18\a \x01(\tR\x05error\x12:\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x1c.gagiteck.v1.ExecutionStatusR\x06status\x12;\n" +
+	"\x05input\x18\x05 \x01(\v2\x17.google.protobuf.StructB\f\xf2\xe0\x18\b\n" +
+	"\x06inputsR\x05input\x12=\n" +
+	"\x06result\x18\x06 \x01(\v2\x16.google.protobuf.ValueB\r\xf2\xe0\x18\t\n" +
+	"\aoutputsR\x06result\x12\x1c\n" +
+	"\x05error\x18\a \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01R\x05error\x12:\n" +
 	"\fstep_results\x18\b \x03(\v2\x17.gagiteck.v1.StepResultR\vstepResults\x129\n" +
 	"\n" +
 	"started_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
 	"\fcompleted_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xaf\x02\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12'\n" +
+	"\vworkflow_id\x18\v \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02R\n" +
+	"workflowId\x12!\n" +
+	"\bagent_id\x18\f \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02R\aagentId\x12'\n" +
+	"\vduration_ms\x18\r \x01(\x03B\x06\xf2\xe0\x18\x02\x10\x02R\n" +
+	"durationMs\"\xe0\x02\n" +
 	"\n" +
 	"StepResult\x12\x17\n" +
-	"\astep_id\x18\x01 \x01(\tR\x06stepId\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x124\n" +
+	"\astep_id\x18\x01 \x01(\tR\x06stepId\x12\x1a\n" +
+	"\x04name\x18\x02 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01R\x04name\x124\n" +
 	"\x06status\x18\x03 \x01(\x0e2\x1c.gagiteck.v1.ExecutionStatusR\x06status\x12.\n" +
 	"\x06output\x18\x04 \x01(\v2\x16.google.protobuf.ValueR\x06output\x12\x14\n" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x129\n" +
 	"\n" +
 	"started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
-	"\fcompleted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xa4\x01\n" +
+	"\fcompleted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12'\n" +
+	"\vduration_ms\x18\b \x01(\x03B\x06\xf2\xe0\x18\x02\x10\x02R\n" +
+	"durationMs\"\xac\x01\n" +
 	"\bLogEntry\x128\n" +
 	"\ttimestamp\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12+\n" +
 	"\x05level\x18\x02 \x01(\x0e2\x15.gagiteck.v1.LogLevelR\x05level\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\x12\x17\n" +
-	"\astep_id\x18\x04 \x01(\tR\x06stepId\"\x81\x01\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x1f\n" +
+	"\astep_id\x18\x04 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01R\x06stepId\"\x81\x01\n" +
 	"\x15ListExecutionsRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x05R\x06offset\x12:\n" +
@@ -973,16 +1039,19 @@ const file_gagiteck_v1_execution_proto_rawDesc = "" +
 	"\x16CancelExecutionRequest\x12'\n" +
 	"\fexecution_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\vexecutionId\"@\n" +
 	"\x15WatchExecutionRequest\x12'\n" +
-	"\fexecution_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\vexecutionId\"p\n" +
+	"\fexecution_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\vexecutionId\"\x80\x01\n" +
 	"\x17GetExecutionLogsRequest\x12'\n" +
-	"\fexecution_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\vexecutionId\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x16\n" +
-	"\x06offset\x18\x03 \x01(\x05R\x06offset\"\x89\x01\n" +
-	"\x18GetExecutionLogsResponse\x12)\n" +
-	"\x04data\x18\x01 \x03(\v2\x15.gagiteck.v1.LogEntryR\x04data\x12\x14\n" +
+	"\fexecution_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\vexecutionId\x12\x1c\n" +
+	"\x05limit\x18\x02 \x01(\x05B\x06\xf2\xe0\x18\x02\x10\x01R\x05limit\x12\x1e\n" +
+	"\x06offset\x18\x03 \x01(\x05B\x06\xf2\xe0\x18\x02\x10\x01R\x06offset\"\xc0\x01\n" +
+	"\x18GetExecutionLogsResponse\x125\n" +
+	"\x04data\x18\x01 \x03(\v2\x15.gagiteck.v1.LogEntryB\n" +
+	"\xf2\xe0\x18\x06\n" +
+	"\x04logsR\x04data\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\x05R\x05total\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\x05R\x05limit\x12\x16\n" +
-	"\x06offset\x18\x04 \x01(\x05R\x06offset*\xcc\x01\n" +
+	"\x06offset\x18\x04 \x01(\x05R\x06offset\x12)\n" +
+	"\fexecution_id\x18\x05 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02R\vexecutionId*\xcc\x01\n" +
 	"\x0fExecutionStatus\x12 \n" +
 	"\x1cEXECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18EXECUTION_STATUS_PENDING\x10\x01\x12\x1c\n" +
@@ -1080,6 +1149,7 @@ func file_gagiteck_v1_execution_proto_init() {
 	if File_gagiteck_v1_execution_proto != nil {
 		return
 	}
+	file_gagiteck_v1_upstream_proto_init()
 	file_gagiteck_v1_streaming_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -39,7 +40,9 @@ type SearchResult struct {
 	// spans the status vocabularies of several resource types).
 	Status string `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
 	// Relevance; higher is a better match.
-	Score         float64 `protobuf:"fixed64,6,opt,name=score,proto3" json:"score,omitempty"`
+	Score float64 `protobuf:"fixed64,6,opt,name=score,proto3" json:"score,omitempty"`
+	// When the resource was created (deployed form).
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -116,6 +119,13 @@ func (x *SearchResult) GetScore() float64 {
 	return 0
 }
 
+func (x *SearchResult) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
 // Request of SearchService.Search. All fields become query parameters; empty ones
 // (and zero limit and offset) are not sent.
 type SearchRequest struct {
@@ -130,7 +140,8 @@ type SearchRequest struct {
 	Status string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
 	// Page size, 1..100; 0 means the server's default (20).
 	Limit int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
-	// Number of hits to skip, >= 0; 0 starts at the first.
+	// Number of hits to skip, >= 0; 0 starts at the first. The deployed service takes
+	// only a limit: against it the gateway skips offset hits of those it answers.
 	Offset        int32 `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -201,17 +212,22 @@ func (x *SearchRequest) GetOffset() int32 {
 	return 0
 }
 
-// Answer of SearchService.Search, the REST `{data, total, limit, offset}`.
+// Answer of SearchService.Search, the REST `{data, total, limit, offset}` (the deployed
+// service: `{query, results, total, took_ms}`).
 type SearchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The hits of this page, best first.
+	// The hits of this page, best first (`results` in the deployed form).
 	Data []*SearchResult `protobuf:"bytes,1,rep,name=data,proto3" json:"data,omitempty"`
 	// Number of hits, across all pages.
 	Total int32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
 	// The page size the server applied.
 	Limit int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	// The offset the server applied.
-	Offset        int32 `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	Offset int32 `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The query the service searched for (deployed form).
+	Query string `protobuf:"bytes,5,opt,name=query,proto3" json:"query,omitempty"`
+	// How long the search took in the service, in milliseconds (deployed form).
+	TookMs        float64 `protobuf:"fixed64,6,opt,name=took_ms,json=tookMs,proto3" json:"took_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -274,32 +290,216 @@ func (x *SearchResponse) GetOffset() int32 {
 	return 0
 }
 
+func (x *SearchResponse) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *SearchResponse) GetTookMs() float64 {
+	if x != nil {
+		return x.TookMs
+	}
+	return 0
+}
+
+// Request of SearchService.GetSearchSuggestions. Both fields become query parameters.
+type GetSearchSuggestionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The partial query, 1..50 characters, e.g. `supp`.
+	Q string `protobuf:"bytes,1,opt,name=q,proto3" json:"q,omitempty"`
+	// Most suggestions to return, 1..10; 0 means the server's default (5).
+	Limit         int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSearchSuggestionsRequest) Reset() {
+	*x = GetSearchSuggestionsRequest{}
+	mi := &file_gagiteck_v1_search_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSearchSuggestionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSearchSuggestionsRequest) ProtoMessage() {}
+
+func (x *GetSearchSuggestionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gagiteck_v1_search_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSearchSuggestionsRequest.ProtoReflect.Descriptor instead.
+func (*GetSearchSuggestionsRequest) Descriptor() ([]byte, []int) {
+	return file_gagiteck_v1_search_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetSearchSuggestionsRequest) GetQ() string {
+	if x != nil {
+		return x.Q
+	}
+	return ""
+}
+
+func (x *GetSearchSuggestionsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// Answer of SearchService.GetSearchSuggestions, the REST `{suggestions}`.
+type GetSearchSuggestionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The suggestions, at most limit, without repeats.
+	Suggestions   []*SearchSuggestion `protobuf:"bytes,1,rep,name=suggestions,proto3" json:"suggestions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSearchSuggestionsResponse) Reset() {
+	*x = GetSearchSuggestionsResponse{}
+	mi := &file_gagiteck_v1_search_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSearchSuggestionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSearchSuggestionsResponse) ProtoMessage() {}
+
+func (x *GetSearchSuggestionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gagiteck_v1_search_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSearchSuggestionsResponse.ProtoReflect.Descriptor instead.
+func (*GetSearchSuggestionsResponse) Descriptor() ([]byte, []int) {
+	return file_gagiteck_v1_search_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetSearchSuggestionsResponse) GetSuggestions() []*SearchSuggestion {
+	if x != nil {
+		return x.Suggestions
+	}
+	return nil
+}
+
+// One completion of a partial query. REST object `{text, type}`.
+type SearchSuggestion struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The suggested text: a resource's name.
+	Text string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	// Kind of resource it names, e.g. `agent` or `workflow`.
+	Type          string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchSuggestion) Reset() {
+	*x = SearchSuggestion{}
+	mi := &file_gagiteck_v1_search_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchSuggestion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchSuggestion) ProtoMessage() {}
+
+func (x *SearchSuggestion) ProtoReflect() protoreflect.Message {
+	mi := &file_gagiteck_v1_search_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchSuggestion.ProtoReflect.Descriptor instead.
+func (*SearchSuggestion) Descriptor() ([]byte, []int) {
+	return file_gagiteck_v1_search_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SearchSuggestion) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *SearchSuggestion) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
 var File_gagiteck_v1_search_proto protoreflect.FileDescriptor
 
 const file_gagiteck_v1_search_proto_rawDesc = "" +
 	"\n" +
-	"\x18gagiteck/v1/search.proto\x12\vgagiteck.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"\x96\x01\n" +
+	"\x18gagiteck/v1/search.proto\x12\vgagiteck.v1\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x01\n" +
 	"\fSearchResult\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12\x16\n" +
 	"\x06status\x18\x05 \x01(\tR\x06status\x12\x14\n" +
-	"\x05score\x18\x06 \x01(\x01R\x05score\"\x8b\x01\n" +
+	"\x05score\x18\x06 \x01(\x01R\x05score\x12A\n" +
+	"\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x06\xf2\xe0\x18\x02\x10\x02R\tcreatedAt\"\x93\x01\n" +
 	"\rSearchRequest\x12\x12\n" +
 	"\x01q\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x01q\x12\x1a\n" +
 	"\x05types\x18\x02 \x01(\tB\x04\xe2A\x01\x01R\x05types\x12\x1c\n" +
 	"\x06status\x18\x03 \x01(\tB\x04\xe2A\x01\x01R\x06status\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\x05R\x05limit\x12\x16\n" +
-	"\x06offset\x18\x05 \x01(\x05R\x06offset\"\x83\x01\n" +
-	"\x0eSearchResponse\x12-\n" +
-	"\x04data\x18\x01 \x03(\v2\x19.gagiteck.v1.SearchResultR\x04data\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\x12\x1e\n" +
+	"\x06offset\x18\x05 \x01(\x05B\x06\xf2\xe0\x18\x02\x10\x01R\x06offset\"\xd1\x01\n" +
+	"\x0eSearchResponse\x12<\n" +
+	"\x04data\x18\x01 \x03(\v2\x19.gagiteck.v1.SearchResultB\r\xf2\xe0\x18\t\n" +
+	"\aresultsR\x04data\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\x05R\x05total\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\x05R\x05limit\x12\x16\n" +
-	"\x06offset\x18\x04 \x01(\x05R\x06offset2f\n" +
+	"\x06offset\x18\x04 \x01(\x05R\x06offset\x12\x1c\n" +
+	"\x05query\x18\x05 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02R\x05query\x12\x1f\n" +
+	"\atook_ms\x18\x06 \x01(\x01B\x06\xf2\xe0\x18\x02\x10\x02R\x06tookMs\"M\n" +
+	"\x1bGetSearchSuggestionsRequest\x12\x12\n" +
+	"\x01q\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x01q\x12\x1a\n" +
+	"\x05limit\x18\x02 \x01(\x05B\x04\xe2A\x01\x01R\x05limit\"_\n" +
+	"\x1cGetSearchSuggestionsResponse\x12?\n" +
+	"\vsuggestions\x18\x01 \x03(\v2\x1d.gagiteck.v1.SearchSuggestionR\vsuggestions\":\n" +
+	"\x10SearchSuggestion\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type2\xf4\x01\n" +
 	"\rSearchService\x12U\n" +
 	"\x06Search\x12\x1a.gagiteck.v1.SearchRequest\x1a\x1b.gagiteck.v1.SearchResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
-	"/v1/searchBj\n" +
+	"/v1/search\x12\x8b\x01\n" +
+	"\x14GetSearchSuggestions\x12(.gagiteck.v1.GetSearchSuggestionsRequest\x1a).gagiteck.v1.GetSearchSuggestionsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/search/suggestionsBj\n" +
 	"\x0fcom.gagiteck.v1B\vSearchProtoP\x01ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1b\x06proto3"
 
 var (
@@ -314,21 +514,29 @@ func file_gagiteck_v1_search_proto_rawDescGZIP() []byte {
 	return file_gagiteck_v1_search_proto_rawDescData
 }
 
-var file_gagiteck_v1_search_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_gagiteck_v1_search_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_gagiteck_v1_search_proto_goTypes = []any{
-	(*SearchResult)(nil),   // 0: gagiteck.v1.SearchResult
-	(*SearchRequest)(nil),  // 1: gagiteck.v1.SearchRequest
-	(*SearchResponse)(nil), // 2: gagiteck.v1.SearchResponse
+	(*SearchResult)(nil),                 // 0: gagiteck.v1.SearchResult
+	(*SearchRequest)(nil),                // 1: gagiteck.v1.SearchRequest
+	(*SearchResponse)(nil),               // 2: gagiteck.v1.SearchResponse
+	(*GetSearchSuggestionsRequest)(nil),  // 3: gagiteck.v1.GetSearchSuggestionsRequest
+	(*GetSearchSuggestionsResponse)(nil), // 4: gagiteck.v1.GetSearchSuggestionsResponse
+	(*SearchSuggestion)(nil),             // 5: gagiteck.v1.SearchSuggestion
+	(*timestamppb.Timestamp)(nil),        // 6: google.protobuf.Timestamp
 }
 var file_gagiteck_v1_search_proto_depIdxs = []int32{
-	0, // 0: gagiteck.v1.SearchResponse.data:type_name -> gagiteck.v1.SearchResult
-	1, // 1: gagiteck.v1.SearchService.Search:input_type -> gagiteck.v1.SearchRequest
-	2, // 2: gagiteck.v1.SearchService.Search:output_type -> gagiteck.v1.SearchResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	6, // 0: gagiteck.v1.SearchResult.created_at:type_name -> google.protobuf.Timestamp
+	0, // 1: gagiteck.v1.SearchResponse.data:type_name -> gagiteck.v1.SearchResult
+	5, // 2: gagiteck.v1.GetSearchSuggestionsResponse.suggestions:type_name -> gagiteck.v1.SearchSuggestion
+	1, // 3: gagiteck.v1.SearchService.Search:input_type -> gagiteck.v1.SearchRequest
+	3, // 4: gagiteck.v1.SearchService.GetSearchSuggestions:input_type -> gagiteck.v1.GetSearchSuggestionsRequest
+	2, // 5: gagiteck.v1.SearchService.Search:output_type -> gagiteck.v1.SearchResponse
+	4, // 6: gagiteck.v1.SearchService.GetSearchSuggestions:output_type -> gagiteck.v1.GetSearchSuggestionsResponse
+	5, // [5:7] is the sub-list for method output_type
+	3, // [3:5] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_gagiteck_v1_search_proto_init() }
@@ -336,13 +544,14 @@ func file_gagiteck_v1_search_proto_init() {
 	if File_gagiteck_v1_search_proto != nil {
 		return
 	}
+	file_gagiteck_v1_upstream_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gagiteck_v1_search_proto_rawDesc), len(file_gagiteck_v1_search_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

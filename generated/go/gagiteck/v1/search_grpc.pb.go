@@ -19,7 +19,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SearchService_Search_FullMethodName = "/gagiteck.v1.SearchService/Search"
+	SearchService_Search_FullMethodName               = "/gagiteck.v1.SearchService/Search"
+	SearchService_GetSearchSuggestions_FullMethodName = "/gagiteck.v1.SearchService/GetSearchSuggestions"
 )
 
 // SearchServiceClient is the client API for SearchService service.
@@ -44,6 +45,13 @@ type SearchServiceClient interface {
 	// Errors: INVALID_ARGUMENT when q is missing, limit is outside 1..100 or offset
 	// is negative.
 	Search(ctx context.Context, in *SearchRequest, opts ...grpc.CallOption) (*SearchResponse, error)
+	// Suggests completions of a partial query: names of agents and workflows that
+	// contain it (the deployed service's addition to the reference).
+	//
+	// REST: `GET /v1/search/suggestions?q=&limit=`.
+	// Errors: INVALID_ARGUMENT when q is missing or longer than 50 characters, or limit
+	// is outside 1..10.
+	GetSearchSuggestions(ctx context.Context, in *GetSearchSuggestionsRequest, opts ...grpc.CallOption) (*GetSearchSuggestionsResponse, error)
 }
 
 type searchServiceClient struct {
@@ -58,6 +66,16 @@ func (c *searchServiceClient) Search(ctx context.Context, in *SearchRequest, opt
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SearchResponse)
 	err := c.cc.Invoke(ctx, SearchService_Search_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *searchServiceClient) GetSearchSuggestions(ctx context.Context, in *GetSearchSuggestionsRequest, opts ...grpc.CallOption) (*GetSearchSuggestionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSearchSuggestionsResponse)
+	err := c.cc.Invoke(ctx, SearchService_GetSearchSuggestions_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +104,13 @@ type SearchServiceServer interface {
 	// Errors: INVALID_ARGUMENT when q is missing, limit is outside 1..100 or offset
 	// is negative.
 	Search(context.Context, *SearchRequest) (*SearchResponse, error)
+	// Suggests completions of a partial query: names of agents and workflows that
+	// contain it (the deployed service's addition to the reference).
+	//
+	// REST: `GET /v1/search/suggestions?q=&limit=`.
+	// Errors: INVALID_ARGUMENT when q is missing or longer than 50 characters, or limit
+	// is outside 1..10.
+	GetSearchSuggestions(context.Context, *GetSearchSuggestionsRequest) (*GetSearchSuggestionsResponse, error)
 	mustEmbedUnimplementedSearchServiceServer()
 }
 
@@ -98,6 +123,9 @@ type UnimplementedSearchServiceServer struct{}
 
 func (UnimplementedSearchServiceServer) Search(context.Context, *SearchRequest) (*SearchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Search not implemented")
+}
+func (UnimplementedSearchServiceServer) GetSearchSuggestions(context.Context, *GetSearchSuggestionsRequest) (*GetSearchSuggestionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSearchSuggestions not implemented")
 }
 func (UnimplementedSearchServiceServer) mustEmbedUnimplementedSearchServiceServer() {}
 func (UnimplementedSearchServiceServer) testEmbeddedByValue()                       {}
@@ -138,6 +166,24 @@ func _SearchService_Search_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SearchService_GetSearchSuggestions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSearchSuggestionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SearchServiceServer).GetSearchSuggestions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SearchService_GetSearchSuggestions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SearchServiceServer).GetSearchSuggestions(ctx, req.(*GetSearchSuggestionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SearchService_ServiceDesc is the grpc.ServiceDesc for SearchService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -148,6 +194,10 @@ var SearchService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Search",
 			Handler:    _SearchService_Search_Handler,
+		},
+		{
+			MethodName: "GetSearchSuggestions",
+			Handler:    _SearchService_GetSearchSuggestions_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -42,12 +42,17 @@ type Webhook struct {
 	// What the webhook is for, free text.
 	Description string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
 	// Whether events are delivered. Unset on create takes the server's default
-	// (active); `optional` so that false can be sent.
+	// (active); `optional` so that false can be sent. The deployed service calls it
+	// `is_active`; both names are sent and read.
 	Active *bool `protobuf:"varint,6,opt,name=active,proto3,oneof" json:"active,omitempty"`
 	// When the webhook was created.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// When the webhook last changed.
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// When an event was last sent to the webhook (deployed form).
+	LastTriggeredAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=last_triggered_at,json=lastTriggeredAt,proto3" json:"last_triggered_at,omitempty"`
+	// Deliveries that failed since the last one that succeeded (deployed form).
+	FailureCount  int32 `protobuf:"varint,10,opt,name=failure_count,json=failureCount,proto3" json:"failure_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -138,26 +143,48 @@ func (x *Webhook) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Webhook) GetLastTriggeredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastTriggeredAt
+	}
+	return nil
+}
+
+func (x *Webhook) GetFailureCount() int32 {
+	if x != nil {
+		return x.FailureCount
+	}
+	return 0
+}
+
 // The outcome of one delivery attempt. REST object `{id, webhook_id, event,
-// success, status_code, duration_ms, error, delivered_at}`. Output only.
+// success, status_code, duration_ms, error, delivered_at}` in the reference form, which
+// delivers at once; the deployed service queues the delivery and answers only
+// `{message, event_id}` (its event type is `test`), so against it the outcome fields
+// stay unset and the delivery's result is what the receiver sees. Output only.
 type WebhookDelivery struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Server-assigned id of the delivery.
+	// Server-assigned id of the delivery (reference form).
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// The webhook delivered to.
+	// The webhook delivered to (reference form).
 	WebhookId string `protobuf:"bytes,2,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
-	// The event name delivered, e.g. `webhook.test`.
+	// The event name delivered, e.g. `webhook.test` (reference form).
 	Event string `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"`
-	// Whether the receiver answered with a 2xx status in time.
+	// Whether the receiver answered with a 2xx status in time (reference form).
 	Success bool `protobuf:"varint,4,opt,name=success,proto3" json:"success,omitempty"`
-	// The HTTP status the receiver answered; 0 when no answer arrived.
+	// The HTTP status the receiver answered; 0 when no answer arrived (reference form).
 	StatusCode int32 `protobuf:"varint,5,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
-	// How long the delivery took, in milliseconds.
+	// How long the delivery took, in milliseconds (reference form).
 	DurationMs int32 `protobuf:"varint,6,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
-	// Why the delivery failed; empty when it succeeded (REST null).
+	// Why the delivery failed; empty when it succeeded (REST null; reference form).
 	Error string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
-	// When the delivery was made.
-	DeliveredAt   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=delivered_at,json=deliveredAt,proto3" json:"delivered_at,omitempty"`
+	// When the delivery was made (reference form).
+	DeliveredAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=delivered_at,json=deliveredAt,proto3" json:"delivered_at,omitempty"`
+	// What the deployed service says of the queued delivery, e.g. `Test webhook queued`
+	// (deployed form).
+	Message string `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
+	// Id of the queued test event, the X-Webhook-ID its receiver sees (deployed form).
+	EventId       string `protobuf:"bytes,10,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -248,12 +275,29 @@ func (x *WebhookDelivery) GetDeliveredAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *WebhookDelivery) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
 // Request of WebhookService.ListWebhooks. Both fields become query parameters.
 type ListWebhooksRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Page size, 1..100; 0 means the server's default (20).
+	// Page size, 1..100; 0 means the server's default (20). The deployed service takes
+	// no paging parameters and answers every webhook: the gateway then pages the
+	// answer itself.
 	Limit int32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
-	// Number of webhooks to skip, >= 0; 0 starts at the first.
+	// Number of webhooks to skip, >= 0; 0 starts at the first (paged by the gateway
+	// against the deployed service, as limit).
 	Offset        int32 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -717,34 +761,43 @@ var File_gagiteck_v1_webhook_proto protoreflect.FileDescriptor
 
 const file_gagiteck_v1_webhook_proto_rawDesc = "" +
 	"\n" +
-	"\x19gagiteck/v1/webhook.proto\x12\vgagiteck.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x02\n" +
+	"\x19gagiteck/v1/webhook.proto\x12\vgagiteck.v1\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x03\n" +
 	"\aWebhook\x12\x14\n" +
 	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\x02id\x12\x16\n" +
 	"\x03url\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x03url\x12\x16\n" +
 	"\x06events\x18\x03 \x03(\tR\x06events\x12\x1c\n" +
 	"\x06secret\x18\x04 \x01(\tB\x04\xe2A\x01\x04R\x06secret\x12 \n" +
-	"\vdescription\x18\x05 \x01(\tR\vdescription\x12\x1b\n" +
-	"\x06active\x18\x06 \x01(\bH\x00R\x06active\x88\x01\x01\x12?\n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\x12,\n" +
+	"\x06active\x18\x06 \x01(\bB\x0f\xf2\xe0\x18\v\n" +
+	"\tis_activeH\x00R\x06active\x88\x01\x01\x12?\n" +
 	"\n" +
 	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\tcreatedAt\x12?\n" +
 	"\n" +
-	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\tupdatedAtB\t\n" +
-	"\a_active\"\x87\x02\n" +
-	"\x0fWebhookDelivery\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\tupdatedAt\x12R\n" +
+	"\x11last_triggered_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xe2A\x01\x03\xf2\xe0\x18\x02\x10\x02R\x0flastTriggeredAt\x12/\n" +
+	"\rfailure_count\x18\n" +
+	" \x01(\x05B\n" +
+	"\xe2A\x01\x03\xf2\xe0\x18\x02\x10\x02R\ffailureCountB\t\n" +
+	"\a_active\"\x8c\x03\n" +
+	"\x0fWebhookDelivery\x12\x16\n" +
+	"\x02id\x18\x01 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01R\x02id\x12%\n" +
 	"\n" +
-	"webhook_id\x18\x02 \x01(\tR\twebhookId\x12\x14\n" +
-	"\x05event\x18\x03 \x01(\tR\x05event\x12\x18\n" +
-	"\asuccess\x18\x04 \x01(\bR\asuccess\x12\x1f\n" +
-	"\vstatus_code\x18\x05 \x01(\x05R\n" +
-	"statusCode\x12\x1f\n" +
-	"\vduration_ms\x18\x06 \x01(\x05R\n" +
-	"durationMs\x12\x14\n" +
-	"\x05error\x18\a \x01(\tR\x05error\x12=\n" +
-	"\fdelivered_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vdeliveredAt\"C\n" +
-	"\x13ListWebhooksRequest\x12\x14\n" +
-	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x05R\x06offset\"\x84\x01\n" +
+	"webhook_id\x18\x02 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01R\twebhookId\x12\x1c\n" +
+	"\x05event\x18\x03 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01R\x05event\x12 \n" +
+	"\asuccess\x18\x04 \x01(\bB\x06\xf2\xe0\x18\x02\x10\x01R\asuccess\x12'\n" +
+	"\vstatus_code\x18\x05 \x01(\x05B\x06\xf2\xe0\x18\x02\x10\x01R\n" +
+	"statusCode\x12'\n" +
+	"\vduration_ms\x18\x06 \x01(\x05B\x06\xf2\xe0\x18\x02\x10\x01R\n" +
+	"durationMs\x12\x1c\n" +
+	"\x05error\x18\a \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01R\x05error\x12E\n" +
+	"\fdelivered_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x06\xf2\xe0\x18\x02\x10\x01R\vdeliveredAt\x12 \n" +
+	"\amessage\x18\t \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02R\amessage\x12!\n" +
+	"\bevent_id\x18\n" +
+	" \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02R\aeventId\"S\n" +
+	"\x13ListWebhooksRequest\x12\x1c\n" +
+	"\x05limit\x18\x01 \x01(\x05B\x06\xf2\xe0\x18\x02\x10\x01R\x05limit\x12\x1e\n" +
+	"\x06offset\x18\x02 \x01(\x05B\x06\xf2\xe0\x18\x02\x10\x01R\x06offset\"\x84\x01\n" +
 	"\x14ListWebhooksResponse\x12(\n" +
 	"\x04data\x18\x01 \x03(\v2\x14.gagiteck.v1.WebhookR\x04data\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\x05R\x05total\x12\x14\n" +
@@ -813,30 +866,31 @@ var file_gagiteck_v1_webhook_proto_goTypes = []any{
 var file_gagiteck_v1_webhook_proto_depIdxs = []int32{
 	11, // 0: gagiteck.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
 	11, // 1: gagiteck.v1.Webhook.updated_at:type_name -> google.protobuf.Timestamp
-	11, // 2: gagiteck.v1.WebhookDelivery.delivered_at:type_name -> google.protobuf.Timestamp
-	0,  // 3: gagiteck.v1.ListWebhooksResponse.data:type_name -> gagiteck.v1.Webhook
-	0,  // 4: gagiteck.v1.CreateWebhookRequest.webhook:type_name -> gagiteck.v1.Webhook
-	0,  // 5: gagiteck.v1.UpdateWebhookRequest.webhook:type_name -> gagiteck.v1.Webhook
-	12, // 6: gagiteck.v1.UpdateWebhookRequest.update_mask:type_name -> google.protobuf.FieldMask
-	2,  // 7: gagiteck.v1.WebhookService.ListWebhooks:input_type -> gagiteck.v1.ListWebhooksRequest
-	4,  // 8: gagiteck.v1.WebhookService.CreateWebhook:input_type -> gagiteck.v1.CreateWebhookRequest
-	5,  // 9: gagiteck.v1.WebhookService.GetWebhook:input_type -> gagiteck.v1.GetWebhookRequest
-	6,  // 10: gagiteck.v1.WebhookService.UpdateWebhook:input_type -> gagiteck.v1.UpdateWebhookRequest
-	7,  // 11: gagiteck.v1.WebhookService.DeleteWebhook:input_type -> gagiteck.v1.DeleteWebhookRequest
-	8,  // 12: gagiteck.v1.WebhookService.ListWebhookEvents:input_type -> gagiteck.v1.ListWebhookEventsRequest
-	10, // 13: gagiteck.v1.WebhookService.TestWebhook:input_type -> gagiteck.v1.TestWebhookRequest
-	3,  // 14: gagiteck.v1.WebhookService.ListWebhooks:output_type -> gagiteck.v1.ListWebhooksResponse
-	0,  // 15: gagiteck.v1.WebhookService.CreateWebhook:output_type -> gagiteck.v1.Webhook
-	0,  // 16: gagiteck.v1.WebhookService.GetWebhook:output_type -> gagiteck.v1.Webhook
-	0,  // 17: gagiteck.v1.WebhookService.UpdateWebhook:output_type -> gagiteck.v1.Webhook
-	13, // 18: gagiteck.v1.WebhookService.DeleteWebhook:output_type -> google.protobuf.Empty
-	9,  // 19: gagiteck.v1.WebhookService.ListWebhookEvents:output_type -> gagiteck.v1.ListWebhookEventsResponse
-	1,  // 20: gagiteck.v1.WebhookService.TestWebhook:output_type -> gagiteck.v1.WebhookDelivery
-	14, // [14:21] is the sub-list for method output_type
-	7,  // [7:14] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	11, // 2: gagiteck.v1.Webhook.last_triggered_at:type_name -> google.protobuf.Timestamp
+	11, // 3: gagiteck.v1.WebhookDelivery.delivered_at:type_name -> google.protobuf.Timestamp
+	0,  // 4: gagiteck.v1.ListWebhooksResponse.data:type_name -> gagiteck.v1.Webhook
+	0,  // 5: gagiteck.v1.CreateWebhookRequest.webhook:type_name -> gagiteck.v1.Webhook
+	0,  // 6: gagiteck.v1.UpdateWebhookRequest.webhook:type_name -> gagiteck.v1.Webhook
+	12, // 7: gagiteck.v1.UpdateWebhookRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 8: gagiteck.v1.WebhookService.ListWebhooks:input_type -> gagiteck.v1.ListWebhooksRequest
+	4,  // 9: gagiteck.v1.WebhookService.CreateWebhook:input_type -> gagiteck.v1.CreateWebhookRequest
+	5,  // 10: gagiteck.v1.WebhookService.GetWebhook:input_type -> gagiteck.v1.GetWebhookRequest
+	6,  // 11: gagiteck.v1.WebhookService.UpdateWebhook:input_type -> gagiteck.v1.UpdateWebhookRequest
+	7,  // 12: gagiteck.v1.WebhookService.DeleteWebhook:input_type -> gagiteck.v1.DeleteWebhookRequest
+	8,  // 13: gagiteck.v1.WebhookService.ListWebhookEvents:input_type -> gagiteck.v1.ListWebhookEventsRequest
+	10, // 14: gagiteck.v1.WebhookService.TestWebhook:input_type -> gagiteck.v1.TestWebhookRequest
+	3,  // 15: gagiteck.v1.WebhookService.ListWebhooks:output_type -> gagiteck.v1.ListWebhooksResponse
+	0,  // 16: gagiteck.v1.WebhookService.CreateWebhook:output_type -> gagiteck.v1.Webhook
+	0,  // 17: gagiteck.v1.WebhookService.GetWebhook:output_type -> gagiteck.v1.Webhook
+	0,  // 18: gagiteck.v1.WebhookService.UpdateWebhook:output_type -> gagiteck.v1.Webhook
+	13, // 19: gagiteck.v1.WebhookService.DeleteWebhook:output_type -> google.protobuf.Empty
+	9,  // 20: gagiteck.v1.WebhookService.ListWebhookEvents:output_type -> gagiteck.v1.ListWebhookEventsResponse
+	1,  // 21: gagiteck.v1.WebhookService.TestWebhook:output_type -> gagiteck.v1.WebhookDelivery
+	15, // [15:22] is the sub-list for method output_type
+	8,  // [8:15] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_gagiteck_v1_webhook_proto_init() }
@@ -844,6 +898,7 @@ func file_gagiteck_v1_webhook_proto_init() {
 	if File_gagiteck_v1_webhook_proto != nil {
 		return
 	}
+	file_gagiteck_v1_upstream_proto_init()
 	file_gagiteck_v1_webhook_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -85,7 +85,8 @@ func (WorkflowStatus) EnumDescriptor() ([]byte, []int) {
 }
 
 // A workflow: an ordered list of steps run one after another. REST resource
-// `{id, name, description, steps, status, metadata, created_at, updated_at}`.
+// `{id, name, description, steps, status, metadata, created_at, updated_at}`; the
+// deployed service adds `triggers` and its own step shape.
 type Workflow struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Server-assigned id, e.g. `workflow_xyz`.
@@ -97,14 +98,19 @@ type Workflow struct {
 	// The steps, in the order they run.
 	Steps []*WorkflowStep `protobuf:"bytes,4,rep,name=steps,proto3" json:"steps,omitempty"`
 	// Lifecycle state. Leave unset on create (the server makes it `active`); change
-	// it with UpdateWorkflow, e.g. to archive the workflow.
+	// it with UpdateWorkflow, e.g. to archive the workflow. The deployed service does
+	// not change it on update: the gateway then answers FAILED_PRECONDITION rather than
+	// report a change that was not made.
 	Status WorkflowStatus `protobuf:"varint,5,opt,name=status,proto3,enum=gagiteck.v1.WorkflowStatus" json:"status,omitempty"`
 	// Free-form object of the caller's own labels.
 	Metadata *structpb.Struct `protobuf:"bytes,6,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	// When the workflow was created.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// When the workflow last changed.
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// What starts the workflow besides TriggerWorkflow, free-form objects (deployed
+	// form, e.g. `{"type": "schedule", "cron": "0 9 * * *"}`).
+	Triggers      []*structpb.Struct `protobuf:"bytes,9,rep,name=triggers,proto3" json:"triggers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -195,21 +201,45 @@ func (x *Workflow) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
-// One step of a workflow. REST object `{id, type, name, config}`.
+func (x *Workflow) GetTriggers() []*structpb.Struct {
+	if x != nil {
+		return x.Triggers
+	}
+	return nil
+}
+
+// One step of a workflow. REST object `{id, type, name, config}` in the reference
+// form; the deployed service's steps are `{id, name, agent_id, action, input_template,
+// depends_on, condition, timeout_ms}`. Set the fields of the form your upstream
+// reads; each form ignores the other's.
 type WorkflowStep struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id of the step within the workflow, chosen by the author, e.g. `step_1`. Later
 	// steps refer to its output as `{{step_1.output}}`.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Kind of step: `agent`, `webhook`, `transform` or `delay` (kept a string: the
-	// REST API may add kinds).
+	// REST API may add kinds; reference form).
 	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	// Human-readable name, e.g. `Research`.
 	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	// Settings of the step, a free-form object whose shape depends on type, e.g.
 	// `{"agent_id": "agent_abc123", "message": "Research {{input.topic}}"}` for an
-	// agent step or `{"url": …, "method": "POST", "body": {…}}` for a webhook step.
-	Config        *structpb.Struct `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
+	// agent step or `{"url": …, "method": "POST", "body": {…}}` for a webhook step
+	// (reference form).
+	Config *structpb.Struct `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
+	// The agent the step runs (deployed form).
+	AgentId string `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// What the step does when it runs no agent, free text (deployed form).
+	Action string `protobuf:"bytes,6,opt,name=action,proto3" json:"action,omitempty"`
+	// The message the step's agent gets, with `{{...}}` placeholders (deployed form).
+	InputTemplate string `protobuf:"bytes,7,opt,name=input_template,json=inputTemplate,proto3" json:"input_template,omitempty"`
+	// Ids of the steps that must finish before this one starts (deployed form).
+	DependsOn []string `protobuf:"bytes,8,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	// An expression that must hold for the step to run (deployed form).
+	Condition string `protobuf:"bytes,9,opt,name=condition,proto3" json:"condition,omitempty"`
+	// Longest the step may run, in milliseconds; 0 takes the service's default (60,000;
+	// deployed form).
+	TimeoutMs     int32 `protobuf:"varint,10,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -270,6 +300,48 @@ func (x *WorkflowStep) GetConfig() *structpb.Struct {
 		return x.Config
 	}
 	return nil
+}
+
+func (x *WorkflowStep) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *WorkflowStep) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *WorkflowStep) GetInputTemplate() string {
+	if x != nil {
+		return x.InputTemplate
+	}
+	return ""
+}
+
+func (x *WorkflowStep) GetDependsOn() []string {
+	if x != nil {
+		return x.DependsOn
+	}
+	return nil
+}
+
+func (x *WorkflowStep) GetCondition() string {
+	if x != nil {
+		return x.Condition
+	}
+	return ""
+}
+
+func (x *WorkflowStep) GetTimeoutMs() int32 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
 }
 
 // Request of WorkflowService.ListWorkflows. Both fields become query parameters.
@@ -615,7 +687,8 @@ type TriggerWorkflowRequest struct {
 	// Id of the workflow to run. Path variable.
 	WorkflowId string `protobuf:"bytes,1,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
 	// The run's input, a free-form object that steps read as `{{input.<key>}}`, e.g.
-	// `{"topic": "The future of AI agents"}`.
+	// `{"topic": "The future of AI agents"}`. The deployed service calls it `inputs`;
+	// both names are sent.
 	Input         *structpb.Struct `protobuf:"bytes,2,opt,name=input,proto3" json:"input,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -671,9 +744,11 @@ type ListWorkflowRunsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id of the workflow whose runs to list. Path variable.
 	WorkflowId string `protobuf:"bytes,1,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
-	// Page size, 1..100; 0 means the server's default (20).
+	// Page size, 1..100; 0 means the server's default (20). Paged by the gateway
+	// against the deployed service, which answers every run.
 	Limit int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
-	// Number of runs to skip, >= 0; 0 starts at the first.
+	// Number of runs to skip, >= 0; 0 starts at the first (paged by the gateway
+	// against the deployed service, as limit).
 	Offset        int32 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -808,7 +883,7 @@ var File_gagiteck_v1_workflow_proto protoreflect.FileDescriptor
 
 const file_gagiteck_v1_workflow_proto_rawDesc = "" +
 	"\n" +
-	"\x1agagiteck/v1/workflow.proto\x12\vgagiteck.v1\x1a\x1bgagiteck/v1/execution.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x02\n" +
+	"\x1agagiteck/v1/workflow.proto\x12\vgagiteck.v1\x1a\x1bgagiteck/v1/execution.proto\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x03\n" +
 	"\bWorkflow\x12\x14\n" +
 	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\x02id\x12\x18\n" +
 	"\x04name\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12 \n" +
@@ -819,12 +894,22 @@ const file_gagiteck_v1_workflow_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\tcreatedAt\x12?\n" +
 	"\n" +
-	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\tupdatedAt\"w\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\tupdatedAt\x12;\n" +
+	"\btriggers\x18\t \x03(\v2\x17.google.protobuf.StructB\x06\xf2\xe0\x18\x02\x10\x02R\btriggers\"\xed\x02\n" +
 	"\fWorkflowStep\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04type\x18\x02 \x01(\tR\x04type\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\x12/\n" +
-	"\x06config\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x06config\"D\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
+	"\x04type\x18\x02 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01R\x04type\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x127\n" +
+	"\x06config\x18\x04 \x01(\v2\x17.google.protobuf.StructB\x06\xf2\xe0\x18\x02\x10\x01R\x06config\x12!\n" +
+	"\bagent_id\x18\x05 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02R\aagentId\x12\x1e\n" +
+	"\x06action\x18\x06 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02R\x06action\x12-\n" +
+	"\x0einput_template\x18\a \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02R\rinputTemplate\x12%\n" +
+	"\n" +
+	"depends_on\x18\b \x03(\tB\x06\xf2\xe0\x18\x02\x10\x02R\tdependsOn\x12$\n" +
+	"\tcondition\x18\t \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02R\tcondition\x12%\n" +
+	"\n" +
+	"timeout_ms\x18\n" +
+	" \x01(\x05B\x06\xf2\xe0\x18\x02\x10\x02R\ttimeoutMs\"D\n" +
 	"\x14ListWorkflowsRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x05R\x06offset\"\x86\x01\n" +
@@ -846,16 +931,17 @@ const file_gagiteck_v1_workflow_proto_rawDesc = "" +
 	"updateMask\">\n" +
 	"\x15DeleteWorkflowRequest\x12%\n" +
 	"\vworkflow_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\n" +
-	"workflowId\"t\n" +
+	"workflowId\"\x80\x01\n" +
 	"\x16TriggerWorkflowRequest\x12%\n" +
 	"\vworkflow_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\n" +
-	"workflowId\x123\n" +
-	"\x05input\x18\x02 \x01(\v2\x17.google.protobuf.StructB\x04\xe2A\x01\x01R\x05input\"n\n" +
+	"workflowId\x12?\n" +
+	"\x05input\x18\x02 \x01(\v2\x17.google.protobuf.StructB\x10\xe2A\x01\x01\xf2\xe0\x18\b\n" +
+	"\x06inputsR\x05input\"~\n" +
 	"\x17ListWorkflowRunsRequest\x12%\n" +
 	"\vworkflow_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\n" +
-	"workflowId\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x16\n" +
-	"\x06offset\x18\x03 \x01(\x05R\x06offset\"\x8a\x01\n" +
+	"workflowId\x12\x1c\n" +
+	"\x05limit\x18\x02 \x01(\x05B\x06\xf2\xe0\x18\x02\x10\x01R\x05limit\x12\x1e\n" +
+	"\x06offset\x18\x03 \x01(\x05B\x06\xf2\xe0\x18\x02\x10\x01R\x06offset\"\x8a\x01\n" +
 	"\x18ListWorkflowRunsResponse\x12*\n" +
 	"\x04data\x18\x01 \x03(\v2\x16.gagiteck.v1.ExecutionR\x04data\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\x05R\x05total\x12\x14\n" +
@@ -915,32 +1001,33 @@ var file_gagiteck_v1_workflow_proto_depIdxs = []int32{
 	12, // 2: gagiteck.v1.Workflow.metadata:type_name -> google.protobuf.Struct
 	13, // 3: gagiteck.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
 	13, // 4: gagiteck.v1.Workflow.updated_at:type_name -> google.protobuf.Timestamp
-	12, // 5: gagiteck.v1.WorkflowStep.config:type_name -> google.protobuf.Struct
-	1,  // 6: gagiteck.v1.ListWorkflowsResponse.data:type_name -> gagiteck.v1.Workflow
-	1,  // 7: gagiteck.v1.CreateWorkflowRequest.workflow:type_name -> gagiteck.v1.Workflow
-	1,  // 8: gagiteck.v1.UpdateWorkflowRequest.workflow:type_name -> gagiteck.v1.Workflow
-	14, // 9: gagiteck.v1.UpdateWorkflowRequest.update_mask:type_name -> google.protobuf.FieldMask
-	12, // 10: gagiteck.v1.TriggerWorkflowRequest.input:type_name -> google.protobuf.Struct
-	15, // 11: gagiteck.v1.ListWorkflowRunsResponse.data:type_name -> gagiteck.v1.Execution
-	3,  // 12: gagiteck.v1.WorkflowService.ListWorkflows:input_type -> gagiteck.v1.ListWorkflowsRequest
-	5,  // 13: gagiteck.v1.WorkflowService.CreateWorkflow:input_type -> gagiteck.v1.CreateWorkflowRequest
-	6,  // 14: gagiteck.v1.WorkflowService.GetWorkflow:input_type -> gagiteck.v1.GetWorkflowRequest
-	7,  // 15: gagiteck.v1.WorkflowService.UpdateWorkflow:input_type -> gagiteck.v1.UpdateWorkflowRequest
-	8,  // 16: gagiteck.v1.WorkflowService.DeleteWorkflow:input_type -> gagiteck.v1.DeleteWorkflowRequest
-	9,  // 17: gagiteck.v1.WorkflowService.TriggerWorkflow:input_type -> gagiteck.v1.TriggerWorkflowRequest
-	10, // 18: gagiteck.v1.WorkflowService.ListWorkflowRuns:input_type -> gagiteck.v1.ListWorkflowRunsRequest
-	4,  // 19: gagiteck.v1.WorkflowService.ListWorkflows:output_type -> gagiteck.v1.ListWorkflowsResponse
-	1,  // 20: gagiteck.v1.WorkflowService.CreateWorkflow:output_type -> gagiteck.v1.Workflow
-	1,  // 21: gagiteck.v1.WorkflowService.GetWorkflow:output_type -> gagiteck.v1.Workflow
-	1,  // 22: gagiteck.v1.WorkflowService.UpdateWorkflow:output_type -> gagiteck.v1.Workflow
-	16, // 23: gagiteck.v1.WorkflowService.DeleteWorkflow:output_type -> google.protobuf.Empty
-	15, // 24: gagiteck.v1.WorkflowService.TriggerWorkflow:output_type -> gagiteck.v1.Execution
-	11, // 25: gagiteck.v1.WorkflowService.ListWorkflowRuns:output_type -> gagiteck.v1.ListWorkflowRunsResponse
-	19, // [19:26] is the sub-list for method output_type
-	12, // [12:19] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	12, // 5: gagiteck.v1.Workflow.triggers:type_name -> google.protobuf.Struct
+	12, // 6: gagiteck.v1.WorkflowStep.config:type_name -> google.protobuf.Struct
+	1,  // 7: gagiteck.v1.ListWorkflowsResponse.data:type_name -> gagiteck.v1.Workflow
+	1,  // 8: gagiteck.v1.CreateWorkflowRequest.workflow:type_name -> gagiteck.v1.Workflow
+	1,  // 9: gagiteck.v1.UpdateWorkflowRequest.workflow:type_name -> gagiteck.v1.Workflow
+	14, // 10: gagiteck.v1.UpdateWorkflowRequest.update_mask:type_name -> google.protobuf.FieldMask
+	12, // 11: gagiteck.v1.TriggerWorkflowRequest.input:type_name -> google.protobuf.Struct
+	15, // 12: gagiteck.v1.ListWorkflowRunsResponse.data:type_name -> gagiteck.v1.Execution
+	3,  // 13: gagiteck.v1.WorkflowService.ListWorkflows:input_type -> gagiteck.v1.ListWorkflowsRequest
+	5,  // 14: gagiteck.v1.WorkflowService.CreateWorkflow:input_type -> gagiteck.v1.CreateWorkflowRequest
+	6,  // 15: gagiteck.v1.WorkflowService.GetWorkflow:input_type -> gagiteck.v1.GetWorkflowRequest
+	7,  // 16: gagiteck.v1.WorkflowService.UpdateWorkflow:input_type -> gagiteck.v1.UpdateWorkflowRequest
+	8,  // 17: gagiteck.v1.WorkflowService.DeleteWorkflow:input_type -> gagiteck.v1.DeleteWorkflowRequest
+	9,  // 18: gagiteck.v1.WorkflowService.TriggerWorkflow:input_type -> gagiteck.v1.TriggerWorkflowRequest
+	10, // 19: gagiteck.v1.WorkflowService.ListWorkflowRuns:input_type -> gagiteck.v1.ListWorkflowRunsRequest
+	4,  // 20: gagiteck.v1.WorkflowService.ListWorkflows:output_type -> gagiteck.v1.ListWorkflowsResponse
+	1,  // 21: gagiteck.v1.WorkflowService.CreateWorkflow:output_type -> gagiteck.v1.Workflow
+	1,  // 22: gagiteck.v1.WorkflowService.GetWorkflow:output_type -> gagiteck.v1.Workflow
+	1,  // 23: gagiteck.v1.WorkflowService.UpdateWorkflow:output_type -> gagiteck.v1.Workflow
+	16, // 24: gagiteck.v1.WorkflowService.DeleteWorkflow:output_type -> google.protobuf.Empty
+	15, // 25: gagiteck.v1.WorkflowService.TriggerWorkflow:output_type -> gagiteck.v1.Execution
+	11, // 26: gagiteck.v1.WorkflowService.ListWorkflowRuns:output_type -> gagiteck.v1.ListWorkflowRunsResponse
+	20, // [20:27] is the sub-list for method output_type
+	13, // [13:20] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_gagiteck_v1_workflow_proto_init() }
@@ -949,6 +1036,7 @@ func file_gagiteck_v1_workflow_proto_init() {
 		return
 	}
 	file_gagiteck_v1_execution_proto_init()
+	file_gagiteck_v1_upstream_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

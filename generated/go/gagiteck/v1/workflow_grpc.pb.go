@@ -77,15 +77,21 @@ type WorkflowServiceClient interface {
 	// INVALID_ARGUMENT when workflow_id is empty or malformed.
 	DeleteWorkflow(ctx context.Context, in *DeleteWorkflowRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// Starts a run of a workflow and returns its execution at once, typically still
-	// `pending` or `running`; follow it with ExecutionService.
+	// `pending` or `running`. Against the reference API, follow it with
+	// ExecutionService. The deployed service answers a run `{id, workflow_id, status,
+	// inputs, outputs, started_at}` that is listed by ListWorkflowRuns and never under
+	// /v1/executions, so GetExecution and WatchExecution answer NOT_FOUND for its id.
 	//
-	// REST: `POST /v1/workflows/{workflow_id}/trigger` with the body `{input}`.
+	// REST: `POST /v1/workflows/{workflow_id}/trigger` with the body `{input}` (the
+	// deployed service reads `inputs`; both are sent).
 	// Errors: NOT_FOUND when workflow_id names no workflow; INVALID_ARGUMENT when
 	// workflow_id is malformed or the input is rejected.
 	TriggerWorkflow(ctx context.Context, in *TriggerWorkflowRequest, opts ...grpc.CallOption) (*Execution, error)
 	// Lists the executions (runs) of one workflow, one page at a time.
 	//
-	// REST: `GET /v1/workflows/{workflow_id}/runs?limit=&offset=`.
+	// REST: `GET /v1/workflows/{workflow_id}/runs?limit=&offset=`. The deployed service
+	// takes no paging parameters and answers a bare list of every run; the gateway pages
+	// it.
 	// Errors: NOT_FOUND when workflow_id names no workflow; INVALID_ARGUMENT when
 	// workflow_id is malformed, limit is outside 1..100 or offset is negative.
 	ListWorkflowRuns(ctx context.Context, in *ListWorkflowRunsRequest, opts ...grpc.CallOption) (*ListWorkflowRunsResponse, error)
@@ -217,15 +223,21 @@ type WorkflowServiceServer interface {
 	// INVALID_ARGUMENT when workflow_id is empty or malformed.
 	DeleteWorkflow(context.Context, *DeleteWorkflowRequest) (*emptypb.Empty, error)
 	// Starts a run of a workflow and returns its execution at once, typically still
-	// `pending` or `running`; follow it with ExecutionService.
+	// `pending` or `running`. Against the reference API, follow it with
+	// ExecutionService. The deployed service answers a run `{id, workflow_id, status,
+	// inputs, outputs, started_at}` that is listed by ListWorkflowRuns and never under
+	// /v1/executions, so GetExecution and WatchExecution answer NOT_FOUND for its id.
 	//
-	// REST: `POST /v1/workflows/{workflow_id}/trigger` with the body `{input}`.
+	// REST: `POST /v1/workflows/{workflow_id}/trigger` with the body `{input}` (the
+	// deployed service reads `inputs`; both are sent).
 	// Errors: NOT_FOUND when workflow_id names no workflow; INVALID_ARGUMENT when
 	// workflow_id is malformed or the input is rejected.
 	TriggerWorkflow(context.Context, *TriggerWorkflowRequest) (*Execution, error)
 	// Lists the executions (runs) of one workflow, one page at a time.
 	//
-	// REST: `GET /v1/workflows/{workflow_id}/runs?limit=&offset=`.
+	// REST: `GET /v1/workflows/{workflow_id}/runs?limit=&offset=`. The deployed service
+	// takes no paging parameters and answers a bare list of every run; the gateway pages
+	// it.
 	// Errors: NOT_FOUND when workflow_id names no workflow; INVALID_ARGUMENT when
 	// workflow_id is malformed, limit is outside 1..100 or offset is negative.
 	ListWorkflowRuns(context.Context, *ListWorkflowRunsRequest) (*ListWorkflowRunsResponse, error)

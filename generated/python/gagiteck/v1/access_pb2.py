@@ -22,14 +22,16 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from gagiteck.v1 import upstream_pb2 as gagiteck_dot_v1_dot_upstream__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gagiteck/v1/access.proto\x12\x0bgagiteck.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\x04Role\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0bpermissions\x18\x04 \x03(\t\"z\n\x04Team\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x07members\x18\x03 \x03(\x0b\x32\x17.gagiteck.v1.TeamMember\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8b\x02\n\nTeamMember\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07user_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05\x65mail\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0f\n\x07role_id\x18\x05 \x01(\t\x12/\n\x06status\x18\x06 \x01(\x0e\x32\x19.gagiteck.v1.MemberStatusB\x04\xe2\x41\x01\x03\x12\x34\n\ninvited_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x33\n\tjoined_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\x12\n\x10ListRolesRequest\"4\n\x11ListRolesResponse\x12\x1f\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x11.gagiteck.v1.Role\"\x10\n\x0eGetTeamRequest\"E\n\x17InviteTeamMemberRequest\x12\x13\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07role_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\x98\x01\n\x17UpdateTeamMemberRequest\x12\x17\n\tmember_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x06member\x18\x02 \x01(\x0b\x32\x17.gagiteck.v1.TeamMemberB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"2\n\x17RemoveTeamMemberRequest\x12\x17\n\tmember_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02*b\n\x0cMemberStatus\x12\x1d\n\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15MEMBER_STATUS_INVITED\x10\x01\x12\x18\n\x14MEMBER_STATUS_ACTIVE\x10\x02\x32\xc8\x04\n\rAccessService\x12\x64\n\tListRoles\x12\x1d.gagiteck.v1.ListRolesRequest\x1a\x1e.gagiteck.v1.ListRolesResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/access/roles\x12R\n\x07GetTeam\x12\x1b.gagiteck.v1.GetTeamRequest\x1a\x11.gagiteck.v1.Team\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/access/team\x12u\n\x10InviteTeamMember\x12$.gagiteck.v1.InviteTeamMemberRequest\x1a\x17.gagiteck.v1.TeamMember\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/access/team/members:\x01*\x12\x86\x01\n\x10UpdateTeamMember\x12$.gagiteck.v1.UpdateTeamMemberRequest\x1a\x17.gagiteck.v1.TeamMember\"3\x82\xd3\xe4\x93\x02-2#/v1/access/team/members/{member_id}:\x06member\x12}\n\x10RemoveTeamMember\x12$.gagiteck.v1.RemoveTeamMemberRequest\x1a\x16.google.protobuf.Empty\"+\x82\xd3\xe4\x93\x02%*#/v1/access/team/members/{member_id}Bj\n\x0f\x63om.gagiteck.v1B\x0b\x41\x63\x63\x65ssProtoP\x01ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gagiteck/v1/access.proto\x12\x0bgagiteck.v1\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x02\n\x04Role\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1f\n\x0bpermissions\x18\x04 \x03(\tB\n\xe2\x41\x01\x03\xf2\xe0\x18\x02\x10\x01\x12<\n\x06grants\x18\x05 \x03(\x0b\x32\x17.gagiteck.v1.PermissionB\x13\xf2\xe0\x18\x0f\n\x0bpermissions\x10\x02\x12\x1d\n\tis_system\x18\x06 \x01(\x08\x42\n\xe2\x41\x01\x03\xf2\xe0\x18\x02\x10\x02\x12:\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\xe2\x41\x01\x03\xf2\xe0\x18\x02\x10\x02\x12:\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\xe2\x41\x01\x03\xf2\xe0\x18\x02\x10\x02\"/\n\nPermission\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63tions\x18\x02 \x03(\t\"\xad\x01\n\x04Team\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x07members\x18\x03 \x03(\x0b\x32\x17.gagiteck.v1.TeamMember\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x08owner_id\x18\x05 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02\x12\x17\n\x07message\x18\x06 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02\"\xdb\x02\n\nTeamMember\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\x07user_id\x18\x02 \x01(\tB\n\xe2\x41\x01\x03\xf2\xe0\x18\x02\x10\x01\x12\x13\n\x05\x65mail\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0f\n\x07role_id\x18\x05 \x01(\t\x12/\n\x06status\x18\x06 \x01(\x0e\x32\x19.gagiteck.v1.MemberStatusB\x04\xe2\x41\x01\x03\x12\x34\n\ninvited_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x33\n\tjoined_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12+\n\x04role\x18\t \x01(\x0b\x32\x11.gagiteck.v1.RoleB\n\xe2\x41\x01\x03\xf2\xe0\x18\x02\x10\x02\x12\x1b\n\x07message\x18\n \x01(\tB\n\xe2\x41\x01\x03\xf2\xe0\x18\x02\x10\x02\"\x12\n\x10ListRolesRequest\"4\n\x11ListRolesResponse\x12\x1f\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x11.gagiteck.v1.Role\"\x10\n\x0eGetTeamRequest\"E\n\x17InviteTeamMemberRequest\x12\x13\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07role_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\x98\x01\n\x17UpdateTeamMemberRequest\x12\x17\n\tmember_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x06member\x18\x02 \x01(\x0b\x32\x17.gagiteck.v1.TeamMemberB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"2\n\x17RemoveTeamMemberRequest\x12\x17\n\tmember_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\'\n\x0eGetRoleRequest\x12\x15\n\x07role_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\":\n\x11\x43reateRoleRequest\x12%\n\x04role\x18\x01 \x01(\x0b\x32\x11.gagiteck.v1.RoleB\x04\xe2\x41\x01\x02\"\x88\x01\n\x11UpdateRoleRequest\x12\x15\n\x07role_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12%\n\x04role\x18\x02 \x01(\x0b\x32\x11.gagiteck.v1.RoleB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"*\n\x11\x44\x65leteRoleRequest\x12\x15\n\x07role_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x18\n\x16ListPermissionsRequest\"E\n\x17ListPermissionsResponse\x12*\n\tresources\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct*\x8d\x01\n\x0cMemberStatus\x12\x1d\n\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12(\n\x15MEMBER_STATUS_INVITED\x10\x01\x1a\r\x82\xe1\x18\t\n\x07pending\x12\x18\n\x14MEMBER_STATUS_ACTIVE\x10\x02\x12\x1a\n\x16MEMBER_STATUS_DISABLED\x10\x03\x32\xef\x08\n\rAccessService\x12\x64\n\tListRoles\x12\x1d.gagiteck.v1.ListRolesRequest\x1a\x1e.gagiteck.v1.ListRolesResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/access/roles\x12]\n\x07GetRole\x12\x1b.gagiteck.v1.GetRoleRequest\x1a\x11.gagiteck.v1.Role\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/access/roles/{role_id}\x12_\n\nCreateRole\x12\x1e.gagiteck.v1.CreateRoleRequest\x1a\x11.gagiteck.v1.Role\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x10/v1/access/roles:\x04role\x12i\n\nUpdateRole\x12\x1e.gagiteck.v1.UpdateRoleRequest\x1a\x11.gagiteck.v1.Role\"(\x82\xd3\xe4\x93\x02\"2\x1a/v1/access/roles/{role_id}:\x04role\x12h\n\nDeleteRole\x12\x1e.gagiteck.v1.DeleteRoleRequest\x1a\x16.google.protobuf.Empty\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/v1/access/roles/{role_id}\x12|\n\x0fListPermissions\x12#.gagiteck.v1.ListPermissionsRequest\x1a$.gagiteck.v1.ListPermissionsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/access/permissions\x12R\n\x07GetTeam\x12\x1b.gagiteck.v1.GetTeamRequest\x1a\x11.gagiteck.v1.Team\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/access/team\x12u\n\x10InviteTeamMember\x12$.gagiteck.v1.InviteTeamMemberRequest\x1a\x17.gagiteck.v1.TeamMember\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/access/team/members:\x01*\x12\x9a\x01\n\x10UpdateTeamMember\x12$.gagiteck.v1.UpdateTeamMemberRequest\x1a\x17.gagiteck.v1.TeamMember\"G\xfa\xe0\x18\x10\n\x0emember.role_id\x82\xd3\xe4\x93\x02-2#/v1/access/team/members/{member_id}:\x06member\x12}\n\x10RemoveTeamMember\x12$.gagiteck.v1.RemoveTeamMemberRequest\x1a\x16.google.protobuf.Empty\"+\x82\xd3\xe4\x93\x02%*#/v1/access/team/members/{member_id}Bj\n\x0f\x63om.gagiteck.v1B\x0b\x41\x63\x63\x65ssProtoP\x01ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,10 +39,28 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gagiteck.v1.access_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017com.gagiteck.v1B\013AccessProtoP\001ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1'
+  _globals['_MEMBERSTATUS'].values_by_name["MEMBER_STATUS_INVITED"]._loaded_options = None
+  _globals['_MEMBERSTATUS'].values_by_name["MEMBER_STATUS_INVITED"]._serialized_options = b'\202\341\030\t\n\007pending'
+  _globals['_ROLE'].fields_by_name['id']._loaded_options = None
+  _globals['_ROLE'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_ROLE'].fields_by_name['permissions']._loaded_options = None
+  _globals['_ROLE'].fields_by_name['permissions']._serialized_options = b'\342A\001\003\362\340\030\002\020\001'
+  _globals['_ROLE'].fields_by_name['grants']._loaded_options = None
+  _globals['_ROLE'].fields_by_name['grants']._serialized_options = b'\362\340\030\017\n\013permissions\020\002'
+  _globals['_ROLE'].fields_by_name['is_system']._loaded_options = None
+  _globals['_ROLE'].fields_by_name['is_system']._serialized_options = b'\342A\001\003\362\340\030\002\020\002'
+  _globals['_ROLE'].fields_by_name['created_at']._loaded_options = None
+  _globals['_ROLE'].fields_by_name['created_at']._serialized_options = b'\342A\001\003\362\340\030\002\020\002'
+  _globals['_ROLE'].fields_by_name['updated_at']._loaded_options = None
+  _globals['_ROLE'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003\362\340\030\002\020\002'
+  _globals['_TEAM'].fields_by_name['owner_id']._loaded_options = None
+  _globals['_TEAM'].fields_by_name['owner_id']._serialized_options = b'\362\340\030\002\020\002'
+  _globals['_TEAM'].fields_by_name['message']._loaded_options = None
+  _globals['_TEAM'].fields_by_name['message']._serialized_options = b'\362\340\030\002\020\002'
   _globals['_TEAMMEMBER'].fields_by_name['id']._loaded_options = None
   _globals['_TEAMMEMBER'].fields_by_name['id']._serialized_options = b'\342A\001\003'
   _globals['_TEAMMEMBER'].fields_by_name['user_id']._loaded_options = None
-  _globals['_TEAMMEMBER'].fields_by_name['user_id']._serialized_options = b'\342A\001\003'
+  _globals['_TEAMMEMBER'].fields_by_name['user_id']._serialized_options = b'\342A\001\003\362\340\030\002\020\001'
   _globals['_TEAMMEMBER'].fields_by_name['email']._loaded_options = None
   _globals['_TEAMMEMBER'].fields_by_name['email']._serialized_options = b'\342A\001\003'
   _globals['_TEAMMEMBER'].fields_by_name['name']._loaded_options = None
@@ -51,6 +71,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TEAMMEMBER'].fields_by_name['invited_at']._serialized_options = b'\342A\001\003'
   _globals['_TEAMMEMBER'].fields_by_name['joined_at']._loaded_options = None
   _globals['_TEAMMEMBER'].fields_by_name['joined_at']._serialized_options = b'\342A\001\003'
+  _globals['_TEAMMEMBER'].fields_by_name['role']._loaded_options = None
+  _globals['_TEAMMEMBER'].fields_by_name['role']._serialized_options = b'\342A\001\003\362\340\030\002\020\002'
+  _globals['_TEAMMEMBER'].fields_by_name['message']._loaded_options = None
+  _globals['_TEAMMEMBER'].fields_by_name['message']._serialized_options = b'\342A\001\003\362\340\030\002\020\002'
   _globals['_INVITETEAMMEMBERREQUEST'].fields_by_name['email']._loaded_options = None
   _globals['_INVITETEAMMEMBERREQUEST'].fields_by_name['email']._serialized_options = b'\342A\001\002'
   _globals['_INVITETEAMMEMBERREQUEST'].fields_by_name['role_id']._loaded_options = None
@@ -63,36 +87,72 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATETEAMMEMBERREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\001'
   _globals['_REMOVETEAMMEMBERREQUEST'].fields_by_name['member_id']._loaded_options = None
   _globals['_REMOVETEAMMEMBERREQUEST'].fields_by_name['member_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETROLEREQUEST'].fields_by_name['role_id']._loaded_options = None
+  _globals['_GETROLEREQUEST'].fields_by_name['role_id']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEROLEREQUEST'].fields_by_name['role']._loaded_options = None
+  _globals['_CREATEROLEREQUEST'].fields_by_name['role']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEROLEREQUEST'].fields_by_name['role_id']._loaded_options = None
+  _globals['_UPDATEROLEREQUEST'].fields_by_name['role_id']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEROLEREQUEST'].fields_by_name['role']._loaded_options = None
+  _globals['_UPDATEROLEREQUEST'].fields_by_name['role']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEROLEREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATEROLEREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\001'
+  _globals['_DELETEROLEREQUEST'].fields_by_name['role_id']._loaded_options = None
+  _globals['_DELETEROLEREQUEST'].fields_by_name['role_id']._serialized_options = b'\342A\001\002'
   _globals['_ACCESSSERVICE'].methods_by_name['ListRoles']._loaded_options = None
   _globals['_ACCESSSERVICE'].methods_by_name['ListRoles']._serialized_options = b'\202\323\344\223\002\022\022\020/v1/access/roles'
+  _globals['_ACCESSSERVICE'].methods_by_name['GetRole']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['GetRole']._serialized_options = b'\202\323\344\223\002\034\022\032/v1/access/roles/{role_id}'
+  _globals['_ACCESSSERVICE'].methods_by_name['CreateRole']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['CreateRole']._serialized_options = b'\202\323\344\223\002\030\"\020/v1/access/roles:\004role'
+  _globals['_ACCESSSERVICE'].methods_by_name['UpdateRole']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['UpdateRole']._serialized_options = b'\202\323\344\223\002\"2\032/v1/access/roles/{role_id}:\004role'
+  _globals['_ACCESSSERVICE'].methods_by_name['DeleteRole']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['DeleteRole']._serialized_options = b'\202\323\344\223\002\034*\032/v1/access/roles/{role_id}'
+  _globals['_ACCESSSERVICE'].methods_by_name['ListPermissions']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['ListPermissions']._serialized_options = b'\202\323\344\223\002\030\022\026/v1/access/permissions'
   _globals['_ACCESSSERVICE'].methods_by_name['GetTeam']._loaded_options = None
   _globals['_ACCESSSERVICE'].methods_by_name['GetTeam']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/access/team'
   _globals['_ACCESSSERVICE'].methods_by_name['InviteTeamMember']._loaded_options = None
   _globals['_ACCESSSERVICE'].methods_by_name['InviteTeamMember']._serialized_options = b'\202\323\344\223\002\034\"\027/v1/access/team/members:\001*'
   _globals['_ACCESSSERVICE'].methods_by_name['UpdateTeamMember']._loaded_options = None
-  _globals['_ACCESSSERVICE'].methods_by_name['UpdateTeamMember']._serialized_options = b'\202\323\344\223\002-2#/v1/access/team/members/{member_id}:\006member'
+  _globals['_ACCESSSERVICE'].methods_by_name['UpdateTeamMember']._serialized_options = b'\372\340\030\020\n\016member.role_id\202\323\344\223\002-2#/v1/access/team/members/{member_id}:\006member'
   _globals['_ACCESSSERVICE'].methods_by_name['RemoveTeamMember']._loaded_options = None
   _globals['_ACCESSSERVICE'].methods_by_name['RemoveTeamMember']._serialized_options = b'\202\323\344\223\002%*#/v1/access/team/members/{member_id}'
-  _globals['_MEMBERSTATUS']._serialized_start=1040
-  _globals['_MEMBERSTATUS']._serialized_end=1138
-  _globals['_ROLE']._serialized_start=200
-  _globals['_ROLE']._serialized_end=274
-  _globals['_TEAM']._serialized_start=276
-  _globals['_TEAM']._serialized_end=398
-  _globals['_TEAMMEMBER']._serialized_start=401
-  _globals['_TEAMMEMBER']._serialized_end=668
-  _globals['_LISTROLESREQUEST']._serialized_start=670
-  _globals['_LISTROLESREQUEST']._serialized_end=688
-  _globals['_LISTROLESRESPONSE']._serialized_start=690
-  _globals['_LISTROLESRESPONSE']._serialized_end=742
-  _globals['_GETTEAMREQUEST']._serialized_start=744
-  _globals['_GETTEAMREQUEST']._serialized_end=760
-  _globals['_INVITETEAMMEMBERREQUEST']._serialized_start=762
-  _globals['_INVITETEAMMEMBERREQUEST']._serialized_end=831
-  _globals['_UPDATETEAMMEMBERREQUEST']._serialized_start=834
-  _globals['_UPDATETEAMMEMBERREQUEST']._serialized_end=986
-  _globals['_REMOVETEAMMEMBERREQUEST']._serialized_start=988
-  _globals['_REMOVETEAMMEMBERREQUEST']._serialized_end=1038
-  _globals['_ACCESSSERVICE']._serialized_start=1141
-  _globals['_ACCESSSERVICE']._serialized_end=1725
+  _globals['_MEMBERSTATUS']._serialized_start=1893
+  _globals['_MEMBERSTATUS']._serialized_end=2034
+  _globals['_ROLE']._serialized_start=259
+  _globals['_ROLE']._serialized_end=564
+  _globals['_PERMISSION']._serialized_start=566
+  _globals['_PERMISSION']._serialized_end=613
+  _globals['_TEAM']._serialized_start=616
+  _globals['_TEAM']._serialized_end=789
+  _globals['_TEAMMEMBER']._serialized_start=792
+  _globals['_TEAMMEMBER']._serialized_end=1139
+  _globals['_LISTROLESREQUEST']._serialized_start=1141
+  _globals['_LISTROLESREQUEST']._serialized_end=1159
+  _globals['_LISTROLESRESPONSE']._serialized_start=1161
+  _globals['_LISTROLESRESPONSE']._serialized_end=1213
+  _globals['_GETTEAMREQUEST']._serialized_start=1215
+  _globals['_GETTEAMREQUEST']._serialized_end=1231
+  _globals['_INVITETEAMMEMBERREQUEST']._serialized_start=1233
+  _globals['_INVITETEAMMEMBERREQUEST']._serialized_end=1302
+  _globals['_UPDATETEAMMEMBERREQUEST']._serialized_start=1305
+  _globals['_UPDATETEAMMEMBERREQUEST']._serialized_end=1457
+  _globals['_REMOVETEAMMEMBERREQUEST']._serialized_start=1459
+  _globals['_REMOVETEAMMEMBERREQUEST']._serialized_end=1509
+  _globals['_GETROLEREQUEST']._serialized_start=1511
+  _globals['_GETROLEREQUEST']._serialized_end=1550
+  _globals['_CREATEROLEREQUEST']._serialized_start=1552
+  _globals['_CREATEROLEREQUEST']._serialized_end=1610
+  _globals['_UPDATEROLEREQUEST']._serialized_start=1613
+  _globals['_UPDATEROLEREQUEST']._serialized_end=1749
+  _globals['_DELETEROLEREQUEST']._serialized_start=1751
+  _globals['_DELETEROLEREQUEST']._serialized_end=1793
+  _globals['_LISTPERMISSIONSREQUEST']._serialized_start=1795
+  _globals['_LISTPERMISSIONSREQUEST']._serialized_end=1819
+  _globals['_LISTPERMISSIONSRESPONSE']._serialized_start=1821
+  _globals['_LISTPERMISSIONSRESPONSE']._serialized_end=1890
+  _globals['_ACCESSSERVICE']._serialized_start=2037
+  _globals['_ACCESSSERVICE']._serialized_end=3172
 # @@protoc_insertion_point(module_scope)

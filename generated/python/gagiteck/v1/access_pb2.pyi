@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -30,9 +31,11 @@ class _MemberStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MemberSt
     MEMBER_STATUS_UNSPECIFIED: _MemberStatus.ValueType  # 0
     """Not set; an unknown REST string also reads as this value."""
     MEMBER_STATUS_INVITED: _MemberStatus.ValueType  # 1
-    """`invited`: invited, has not joined yet."""
+    """`invited`: invited, has not joined yet (`pending` in the deployed form)."""
     MEMBER_STATUS_ACTIVE: _MemberStatus.ValueType  # 2
     """`active`: a member of the team."""
+    MEMBER_STATUS_DISABLED: _MemberStatus.ValueType  # 3
+    """`disabled`: kept in the team but switched off (deployed form)."""
 
 class MemberStatus(_MemberStatus, metaclass=_MemberStatusEnumTypeWrapper):
     """Whether a team member has joined. REST strings: `invited`, `active`."""
@@ -40,15 +43,18 @@ class MemberStatus(_MemberStatus, metaclass=_MemberStatusEnumTypeWrapper):
 MEMBER_STATUS_UNSPECIFIED: MemberStatus.ValueType  # 0
 """Not set; an unknown REST string also reads as this value."""
 MEMBER_STATUS_INVITED: MemberStatus.ValueType  # 1
-"""`invited`: invited, has not joined yet."""
+"""`invited`: invited, has not joined yet (`pending` in the deployed form)."""
 MEMBER_STATUS_ACTIVE: MemberStatus.ValueType  # 2
 """`active`: a member of the team."""
+MEMBER_STATUS_DISABLED: MemberStatus.ValueType  # 3
+"""`disabled`: kept in the team but switched off (deployed form)."""
 Global___MemberStatus: _TypeAlias = MemberStatus  # noqa: Y015
 
 @_typing.final
 class Role(_message.Message):
     """A role: a named set of permissions. REST resource `{id, name, description,
-    permissions}`. Output only.
+    permissions}`, whose permissions are names in the reference form and objects
+    `{resource, actions}` in the deployed one (read into grants).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -57,17 +63,41 @@ class Role(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     PERMISSIONS_FIELD_NUMBER: _builtins.int
+    GRANTS_FIELD_NUMBER: _builtins.int
+    IS_SYSTEM_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id of the role; the built-in ones are `role_owner`, `role_admin`,
     `role_developer` and `role_viewer`.
     """
     name: _builtins.str
-    """Human-readable name, e.g. `Developer`."""
+    """Human-readable name, e.g. `Developer`. Required on create."""
     description: _builtins.str
     """What the role may do, free text."""
+    is_system: _builtins.bool
+    """Whether the role is built in (then it cannot be changed or deleted; deployed
+    form).
+    """
     @_builtins.property
     def permissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The permissions the role grants, as the REST API names them."""
+        """The permissions the role grants, as the reference API names them (reference
+        form).
+        """
+
+    @_builtins.property
+    def grants(self) -> _containers.RepeatedCompositeFieldContainer[Global___Permission]:
+        """What the role grants, action by resource; REST `permissions` in the deployed
+        form. Required on CreateRole.
+        """
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the role was created (deployed form)."""
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """When the role last changed (deployed form)."""
 
     def __init__(
         self,
@@ -76,14 +106,48 @@ class Role(_message.Message):
         name: _builtins.str = ...,
         description: _builtins.str = ...,
         permissions: _abc.Iterable[_builtins.str] | None = ...,
+        grants: _abc.Iterable[Global___Permission] | None = ...,
+        is_system: _builtins.bool = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id", "name", b"name", "permissions", b"permissions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "grants", b"grants", "id", b"id", "is_system", b"is_system", "name", b"name", "permissions", b"permissions", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Role: _TypeAlias = Role  # noqa: Y015
+
+@_typing.final
+class Permission(_message.Message):
+    """What a role may do with one kind of resource. REST object `{resource, actions}`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    ACTIONS_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    """The kind of resource, e.g. `agents`, `workflows`, `executions`, `webhooks`,
+    `settings`, `team`.
+    """
+    @_builtins.property
+    def actions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What may be done with it, e.g. `create`, `read`, `update`, `delete`, `execute`."""
+
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        actions: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Permission: _TypeAlias = Permission  # noqa: Y015
 
 @_typing.final
 class Team(_message.Message):
@@ -95,10 +159,18 @@ class Team(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id of the team."""
     name: _builtins.str
     """Name of the team."""
+    owner_id: _builtins.str
+    """Id of the user who owns the team (deployed form)."""
+    message: _builtins.str
+    """What the deployed service says instead of a team, e.g. `No team configured`
+    before the first invitation (deployed form; the other fields are then empty).
+    """
     @_builtins.property
     def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___TeamMember]:
         """Everyone in the team, invitations included."""
@@ -114,10 +186,12 @@ class Team(_message.Message):
         name: _builtins.str = ...,
         members: _abc.Iterable[Global___TeamMember] | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        owner_id: _builtins.str = ...,
+        message: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "members", b"members", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "members", b"members", "message", b"message", "name", b"name", "owner_id", b"owner_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -139,12 +213,16 @@ class TeamMember(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     INVITED_AT_FIELD_NUMBER: _builtins.int
     JOINED_AT_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id of the membership; the member_id of UpdateTeamMember and
     RemoveTeamMember.
     """
     user_id: _builtins.str
-    """Id of the member's user account; empty while the invitation is pending."""
+    """Id of the member's user account; empty while the invitation is pending
+    (reference form).
+    """
     email: _builtins.str
     """Email address the member was invited with."""
     name: _builtins.str
@@ -155,6 +233,10 @@ class TeamMember(_message.Message):
     """
     status: Global___MemberStatus.ValueType
     """Whether the member has joined."""
+    message: _builtins.str
+    """What the deployed service says of the change, e.g. `Invitation sent to …` or
+    `Member role updated` (deployed form).
+    """
     @_builtins.property
     def invited_at(self) -> _timestamp_pb2.Timestamp:
         """When the invitation was sent."""
@@ -162,6 +244,12 @@ class TeamMember(_message.Message):
     @_builtins.property
     def joined_at(self) -> _timestamp_pb2.Timestamp:
         """When the member joined; unset while the invitation is pending."""
+
+    @_builtins.property
+    def role(self) -> Global___Role:
+        """The member's role in full, as the deployed service answers it instead of role_id
+        (deployed form).
+        """
 
     def __init__(
         self,
@@ -174,10 +262,12 @@ class TeamMember(_message.Message):
         status: Global___MemberStatus.ValueType = ...,
         invited_at: _timestamp_pb2.Timestamp | None = ...,
         joined_at: _timestamp_pb2.Timestamp | None = ...,
+        role: Global___Role | None = ...,
+        message: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invited_at", b"invited_at", "joined_at", b"joined_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invited_at", b"invited_at", "joined_at", b"joined_at", "role", b"role"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "id", b"id", "invited_at", b"invited_at", "joined_at", b"joined_at", "name", b"name", "role_id", b"role_id", "status", b"status", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "id", b"id", "invited_at", b"invited_at", "joined_at", b"joined_at", "message", b"message", "name", b"name", "role", b"role", "role_id", b"role_id", "status", b"status", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -329,3 +419,151 @@ class RemoveTeamMemberRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RemoveTeamMemberRequest: _TypeAlias = RemoveTeamMemberRequest  # noqa: Y015
+
+@_typing.final
+class GetRoleRequest(_message.Message):
+    """Request of AccessService.GetRole."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_ID_FIELD_NUMBER: _builtins.int
+    role_id: _builtins.str
+    """Id (or, for the deployed service's built-in roles, key) of the role. Path variable."""
+    def __init__(
+        self,
+        *,
+        role_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["role_id", b"role_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRoleRequest: _TypeAlias = GetRoleRequest  # noqa: Y015
+
+@_typing.final
+class CreateRoleRequest(_message.Message):
+    """Request of AccessService.CreateRole."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def role(self) -> Global___Role:
+        """The role to create: name, description and grants. Sent as the whole POST body."""
+
+    def __init__(
+        self,
+        *,
+        role: Global___Role | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["role", b"role"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateRoleRequest: _TypeAlias = CreateRoleRequest  # noqa: Y015
+
+@_typing.final
+class UpdateRoleRequest(_message.Message):
+    """Request of AccessService.UpdateRole."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    role_id: _builtins.str
+    """Id of the role to change. Path variable."""
+    @_builtins.property
+    def role(self) -> Global___Role:
+        """The new values (name, description, grants)."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The fields of role to send (`name`, `description`, `grants`). Only the masked
+        fields go into the PATCH body; an empty mask sends every populated field. The mask
+        itself is not sent. `grants` is replaced as a whole.
+        """
+
+    def __init__(
+        self,
+        *,
+        role_id: _builtins.str = ...,
+        role: Global___Role | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["role", b"role", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["role", b"role", "role_id", b"role_id", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateRoleRequest: _TypeAlias = UpdateRoleRequest  # noqa: Y015
+
+@_typing.final
+class DeleteRoleRequest(_message.Message):
+    """Request of AccessService.DeleteRole."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_ID_FIELD_NUMBER: _builtins.int
+    role_id: _builtins.str
+    """Id of the role to delete. Path variable."""
+    def __init__(
+        self,
+        *,
+        role_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["role_id", b"role_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteRoleRequest: _TypeAlias = DeleteRoleRequest  # noqa: Y015
+
+@_typing.final
+class ListPermissionsRequest(_message.Message):
+    """Request of AccessService.ListPermissions. It has no fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPermissionsRequest: _TypeAlias = ListPermissionsRequest  # noqa: Y015
+
+@_typing.final
+class ListPermissionsResponse(_message.Message):
+    """Answer of AccessService.ListPermissions, the REST `{resources}`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def resources(self) -> _struct_pb2.Struct:
+        """Per kind of resource, `{description, actions}`, e.g. `{"agents": {"description":
+        "AI agents management", "actions": ["create", "read", …]}}`.
+        """
+
+    def __init__(
+        self,
+        *,
+        resources: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPermissionsResponse: _TypeAlias = ListPermissionsResponse  # noqa: Y015

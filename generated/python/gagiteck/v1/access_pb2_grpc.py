@@ -52,6 +52,31 @@ class AccessServiceStub(object):
                 request_serializer=gagiteck_dot_v1_dot_access__pb2.ListRolesRequest.SerializeToString,
                 response_deserializer=gagiteck_dot_v1_dot_access__pb2.ListRolesResponse.FromString,
                 _registered_method=True)
+        self.GetRole = channel.unary_unary(
+                '/gagiteck.v1.AccessService/GetRole',
+                request_serializer=gagiteck_dot_v1_dot_access__pb2.GetRoleRequest.SerializeToString,
+                response_deserializer=gagiteck_dot_v1_dot_access__pb2.Role.FromString,
+                _registered_method=True)
+        self.CreateRole = channel.unary_unary(
+                '/gagiteck.v1.AccessService/CreateRole',
+                request_serializer=gagiteck_dot_v1_dot_access__pb2.CreateRoleRequest.SerializeToString,
+                response_deserializer=gagiteck_dot_v1_dot_access__pb2.Role.FromString,
+                _registered_method=True)
+        self.UpdateRole = channel.unary_unary(
+                '/gagiteck.v1.AccessService/UpdateRole',
+                request_serializer=gagiteck_dot_v1_dot_access__pb2.UpdateRoleRequest.SerializeToString,
+                response_deserializer=gagiteck_dot_v1_dot_access__pb2.Role.FromString,
+                _registered_method=True)
+        self.DeleteRole = channel.unary_unary(
+                '/gagiteck.v1.AccessService/DeleteRole',
+                request_serializer=gagiteck_dot_v1_dot_access__pb2.DeleteRoleRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListPermissions = channel.unary_unary(
+                '/gagiteck.v1.AccessService/ListPermissions',
+                request_serializer=gagiteck_dot_v1_dot_access__pb2.ListPermissionsRequest.SerializeToString,
+                response_deserializer=gagiteck_dot_v1_dot_access__pb2.ListPermissionsResponse.FromString,
+                _registered_method=True)
         self.GetTeam = channel.unary_unary(
                 '/gagiteck.v1.AccessService/GetTeam',
                 request_serializer=gagiteck_dot_v1_dot_access__pb2.GetTeamRequest.SerializeToString,
@@ -99,6 +124,65 @@ class AccessServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRole(self, request, context):
+        """Returns one role (the deployed service's addition to the reference). The deployed
+        service keeps its four built-in roles under their keys (`admin`, `developer`,
+        `viewer`, `operator`) rather than their ids (`role_admin`, …): name those by key.
+
+        REST: `GET /v1/access/roles/{role_id}`.
+        Errors: NOT_FOUND when role_id names no role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateRole(self, request, context):
+        """Creates a custom role and returns it (the deployed service's addition).
+
+        REST: `POST /v1/access/roles` with the role's writable fields as the body (201).
+        Errors: INVALID_ARGUMENT when the name is empty or longer than 50 characters, or
+        the grants are missing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateRole(self, request, context):
+        """Changes some fields of a custom role and returns it (the deployed service's
+        addition). Built-in roles cannot be changed.
+
+        REST: `PATCH /v1/access/roles/{role_id}` with a partial role as the body. Only
+        the fields named in update_mask are sent; an empty mask sends every populated field.
+        Errors: NOT_FOUND when role_id names no role; INVALID_ARGUMENT when it names a
+        built-in role or validation fails.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRole(self, request, context):
+        """Deletes a custom role (the deployed service's addition). Built-in roles cannot be
+        deleted.
+
+        REST: `DELETE /v1/access/roles/{role_id}` (204).
+        Errors: NOT_FOUND when role_id names no role; INVALID_ARGUMENT when it names a
+        built-in role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPermissions(self, request, context):
+        """Lists the resources roles grant access to and the actions on each (the deployed
+        service's addition).
+
+        REST: `GET /v1/access/permissions`.
+        Errors: only those common to every RPC.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetTeam(self, request, context):
         """Returns the caller's team with all its members.
 
@@ -111,9 +195,10 @@ class AccessServiceServicer(object):
 
     def InviteTeamMember(self, request, context):
         """Invites someone to the caller's team with a role and returns the new member
-        (status `invited`).
+        (status `invited`; the deployed service says `pending`, read as the same).
 
-        REST: `POST /v1/access/team/members` with the body `{email, role_id}` (201).
+        REST: `POST /v1/access/team/members` with the body `{email, role_id}` (201). The
+        deployed service names its built-in roles by key (`developer`), not by id.
         Errors: INVALID_ARGUMENT when the email is malformed or role_id names no role;
         ALREADY_EXISTS when the email is already a member or invited.
         """
@@ -124,7 +209,9 @@ class AccessServiceServicer(object):
     def UpdateTeamMember(self, request, context):
         """Changes a team member's role and returns the member.
 
-        REST: `PATCH /v1/access/team/members/{member_id}` with the body `{role_id}`.
+        REST: `PATCH /v1/access/team/members/{member_id}` with the body `{role_id}`, and
+        `?role_id=` as well, where the deployed service reads it (it answers only
+        `{message}`).
         Only the fields named in update_mask are sent; an empty mask sends every
         populated field (role_id is the only writable one).
         Errors: NOT_FOUND when member_id names no member of the team; INVALID_ARGUMENT
@@ -152,6 +239,31 @@ def add_AccessServiceServicer_to_server(servicer, server):
                     servicer.ListRoles,
                     request_deserializer=gagiteck_dot_v1_dot_access__pb2.ListRolesRequest.FromString,
                     response_serializer=gagiteck_dot_v1_dot_access__pb2.ListRolesResponse.SerializeToString,
+            ),
+            'GetRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRole,
+                    request_deserializer=gagiteck_dot_v1_dot_access__pb2.GetRoleRequest.FromString,
+                    response_serializer=gagiteck_dot_v1_dot_access__pb2.Role.SerializeToString,
+            ),
+            'CreateRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRole,
+                    request_deserializer=gagiteck_dot_v1_dot_access__pb2.CreateRoleRequest.FromString,
+                    response_serializer=gagiteck_dot_v1_dot_access__pb2.Role.SerializeToString,
+            ),
+            'UpdateRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRole,
+                    request_deserializer=gagiteck_dot_v1_dot_access__pb2.UpdateRoleRequest.FromString,
+                    response_serializer=gagiteck_dot_v1_dot_access__pb2.Role.SerializeToString,
+            ),
+            'DeleteRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRole,
+                    request_deserializer=gagiteck_dot_v1_dot_access__pb2.DeleteRoleRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListPermissions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPermissions,
+                    request_deserializer=gagiteck_dot_v1_dot_access__pb2.ListPermissionsRequest.FromString,
+                    response_serializer=gagiteck_dot_v1_dot_access__pb2.ListPermissionsResponse.SerializeToString,
             ),
             'GetTeam': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTeam,
@@ -213,6 +325,141 @@ class AccessService(object):
             '/gagiteck.v1.AccessService/ListRoles',
             gagiteck_dot_v1_dot_access__pb2.ListRolesRequest.SerializeToString,
             gagiteck_dot_v1_dot_access__pb2.ListRolesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gagiteck.v1.AccessService/GetRole',
+            gagiteck_dot_v1_dot_access__pb2.GetRoleRequest.SerializeToString,
+            gagiteck_dot_v1_dot_access__pb2.Role.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gagiteck.v1.AccessService/CreateRole',
+            gagiteck_dot_v1_dot_access__pb2.CreateRoleRequest.SerializeToString,
+            gagiteck_dot_v1_dot_access__pb2.Role.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gagiteck.v1.AccessService/UpdateRole',
+            gagiteck_dot_v1_dot_access__pb2.UpdateRoleRequest.SerializeToString,
+            gagiteck_dot_v1_dot_access__pb2.Role.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gagiteck.v1.AccessService/DeleteRole',
+            gagiteck_dot_v1_dot_access__pb2.DeleteRoleRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPermissions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gagiteck.v1.AccessService/ListPermissions',
+            gagiteck_dot_v1_dot_access__pb2.ListPermissionsRequest.SerializeToString,
+            gagiteck_dot_v1_dot_access__pb2.ListPermissionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,45 @@ class AccessServiceStub:
     REST: `GET /v1/access/roles`.
     Errors: only those common to every RPC.
     """
+    GetRole: _grpc.UnaryUnaryMultiCallable[_access_pb2.GetRoleRequest, _access_pb2.Role]
+    """Returns one role (the deployed service's addition to the reference). The deployed
+    service keeps its four built-in roles under their keys (`admin`, `developer`,
+    `viewer`, `operator`) rather than their ids (`role_admin`, …): name those by key.
+
+    REST: `GET /v1/access/roles/{role_id}`.
+    Errors: NOT_FOUND when role_id names no role.
+    """
+    CreateRole: _grpc.UnaryUnaryMultiCallable[_access_pb2.CreateRoleRequest, _access_pb2.Role]
+    """Creates a custom role and returns it (the deployed service's addition).
+
+    REST: `POST /v1/access/roles` with the role's writable fields as the body (201).
+    Errors: INVALID_ARGUMENT when the name is empty or longer than 50 characters, or
+    the grants are missing.
+    """
+    UpdateRole: _grpc.UnaryUnaryMultiCallable[_access_pb2.UpdateRoleRequest, _access_pb2.Role]
+    """Changes some fields of a custom role and returns it (the deployed service's
+    addition). Built-in roles cannot be changed.
+
+    REST: `PATCH /v1/access/roles/{role_id}` with a partial role as the body. Only
+    the fields named in update_mask are sent; an empty mask sends every populated field.
+    Errors: NOT_FOUND when role_id names no role; INVALID_ARGUMENT when it names a
+    built-in role or validation fails.
+    """
+    DeleteRole: _grpc.UnaryUnaryMultiCallable[_access_pb2.DeleteRoleRequest, _empty_pb2.Empty]
+    """Deletes a custom role (the deployed service's addition). Built-in roles cannot be
+    deleted.
+
+    REST: `DELETE /v1/access/roles/{role_id}` (204).
+    Errors: NOT_FOUND when role_id names no role; INVALID_ARGUMENT when it names a
+    built-in role.
+    """
+    ListPermissions: _grpc.UnaryUnaryMultiCallable[_access_pb2.ListPermissionsRequest, _access_pb2.ListPermissionsResponse]
+    """Lists the resources roles grant access to and the actions on each (the deployed
+    service's addition).
+
+    REST: `GET /v1/access/permissions`.
+    Errors: only those common to every RPC.
+    """
     GetTeam: _grpc.UnaryUnaryMultiCallable[_access_pb2.GetTeamRequest, _access_pb2.Team]
     """Returns the caller's team with all its members.
 
@@ -60,16 +99,19 @@ class AccessServiceStub:
     """
     InviteTeamMember: _grpc.UnaryUnaryMultiCallable[_access_pb2.InviteTeamMemberRequest, _access_pb2.TeamMember]
     """Invites someone to the caller's team with a role and returns the new member
-    (status `invited`).
+    (status `invited`; the deployed service says `pending`, read as the same).
 
-    REST: `POST /v1/access/team/members` with the body `{email, role_id}` (201).
+    REST: `POST /v1/access/team/members` with the body `{email, role_id}` (201). The
+    deployed service names its built-in roles by key (`developer`), not by id.
     Errors: INVALID_ARGUMENT when the email is malformed or role_id names no role;
     ALREADY_EXISTS when the email is already a member or invited.
     """
     UpdateTeamMember: _grpc.UnaryUnaryMultiCallable[_access_pb2.UpdateTeamMemberRequest, _access_pb2.TeamMember]
     """Changes a team member's role and returns the member.
 
-    REST: `PATCH /v1/access/team/members/{member_id}` with the body `{role_id}`.
+    REST: `PATCH /v1/access/team/members/{member_id}` with the body `{role_id}`, and
+    `?role_id=` as well, where the deployed service reads it (it answers only
+    `{message}`).
     Only the fields named in update_mask are sent; an empty mask sends every
     populated field (role_id is the only writable one).
     Errors: NOT_FOUND when member_id names no member of the team; INVALID_ARGUMENT
@@ -106,6 +148,45 @@ class AccessServiceAsyncStub(AccessServiceStub):
     REST: `GET /v1/access/roles`.
     Errors: only those common to every RPC.
     """
+    GetRole: _aio.UnaryUnaryMultiCallable[_access_pb2.GetRoleRequest, _access_pb2.Role]  # type: ignore[assignment]
+    """Returns one role (the deployed service's addition to the reference). The deployed
+    service keeps its four built-in roles under their keys (`admin`, `developer`,
+    `viewer`, `operator`) rather than their ids (`role_admin`, …): name those by key.
+
+    REST: `GET /v1/access/roles/{role_id}`.
+    Errors: NOT_FOUND when role_id names no role.
+    """
+    CreateRole: _aio.UnaryUnaryMultiCallable[_access_pb2.CreateRoleRequest, _access_pb2.Role]  # type: ignore[assignment]
+    """Creates a custom role and returns it (the deployed service's addition).
+
+    REST: `POST /v1/access/roles` with the role's writable fields as the body (201).
+    Errors: INVALID_ARGUMENT when the name is empty or longer than 50 characters, or
+    the grants are missing.
+    """
+    UpdateRole: _aio.UnaryUnaryMultiCallable[_access_pb2.UpdateRoleRequest, _access_pb2.Role]  # type: ignore[assignment]
+    """Changes some fields of a custom role and returns it (the deployed service's
+    addition). Built-in roles cannot be changed.
+
+    REST: `PATCH /v1/access/roles/{role_id}` with a partial role as the body. Only
+    the fields named in update_mask are sent; an empty mask sends every populated field.
+    Errors: NOT_FOUND when role_id names no role; INVALID_ARGUMENT when it names a
+    built-in role or validation fails.
+    """
+    DeleteRole: _aio.UnaryUnaryMultiCallable[_access_pb2.DeleteRoleRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes a custom role (the deployed service's addition). Built-in roles cannot be
+    deleted.
+
+    REST: `DELETE /v1/access/roles/{role_id}` (204).
+    Errors: NOT_FOUND when role_id names no role; INVALID_ARGUMENT when it names a
+    built-in role.
+    """
+    ListPermissions: _aio.UnaryUnaryMultiCallable[_access_pb2.ListPermissionsRequest, _access_pb2.ListPermissionsResponse]  # type: ignore[assignment]
+    """Lists the resources roles grant access to and the actions on each (the deployed
+    service's addition).
+
+    REST: `GET /v1/access/permissions`.
+    Errors: only those common to every RPC.
+    """
     GetTeam: _aio.UnaryUnaryMultiCallable[_access_pb2.GetTeamRequest, _access_pb2.Team]  # type: ignore[assignment]
     """Returns the caller's team with all its members.
 
@@ -114,16 +195,19 @@ class AccessServiceAsyncStub(AccessServiceStub):
     """
     InviteTeamMember: _aio.UnaryUnaryMultiCallable[_access_pb2.InviteTeamMemberRequest, _access_pb2.TeamMember]  # type: ignore[assignment]
     """Invites someone to the caller's team with a role and returns the new member
-    (status `invited`).
+    (status `invited`; the deployed service says `pending`, read as the same).
 
-    REST: `POST /v1/access/team/members` with the body `{email, role_id}` (201).
+    REST: `POST /v1/access/team/members` with the body `{email, role_id}` (201). The
+    deployed service names its built-in roles by key (`developer`), not by id.
     Errors: INVALID_ARGUMENT when the email is malformed or role_id names no role;
     ALREADY_EXISTS when the email is already a member or invited.
     """
     UpdateTeamMember: _aio.UnaryUnaryMultiCallable[_access_pb2.UpdateTeamMemberRequest, _access_pb2.TeamMember]  # type: ignore[assignment]
     """Changes a team member's role and returns the member.
 
-    REST: `PATCH /v1/access/team/members/{member_id}` with the body `{role_id}`.
+    REST: `PATCH /v1/access/team/members/{member_id}` with the body `{role_id}`, and
+    `?role_id=` as well, where the deployed service reads it (it answers only
+    `{message}`).
     Only the fields named in update_mask are sent; an empty mask sends every
     populated field (role_id is the only writable one).
     Errors: NOT_FOUND when member_id names no member of the team; INVALID_ARGUMENT
@@ -165,6 +249,75 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def GetRole(
+        self,
+        request: _access_pb2.GetRoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.Role, _abc.Awaitable[_access_pb2.Role]]:
+        """Returns one role (the deployed service's addition to the reference). The deployed
+        service keeps its four built-in roles under their keys (`admin`, `developer`,
+        `viewer`, `operator`) rather than their ids (`role_admin`, …): name those by key.
+
+        REST: `GET /v1/access/roles/{role_id}`.
+        Errors: NOT_FOUND when role_id names no role.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateRole(
+        self,
+        request: _access_pb2.CreateRoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.Role, _abc.Awaitable[_access_pb2.Role]]:
+        """Creates a custom role and returns it (the deployed service's addition).
+
+        REST: `POST /v1/access/roles` with the role's writable fields as the body (201).
+        Errors: INVALID_ARGUMENT when the name is empty or longer than 50 characters, or
+        the grants are missing.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateRole(
+        self,
+        request: _access_pb2.UpdateRoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.Role, _abc.Awaitable[_access_pb2.Role]]:
+        """Changes some fields of a custom role and returns it (the deployed service's
+        addition). Built-in roles cannot be changed.
+
+        REST: `PATCH /v1/access/roles/{role_id}` with a partial role as the body. Only
+        the fields named in update_mask are sent; an empty mask sends every populated field.
+        Errors: NOT_FOUND when role_id names no role; INVALID_ARGUMENT when it names a
+        built-in role or validation fails.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteRole(
+        self,
+        request: _access_pb2.DeleteRoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes a custom role (the deployed service's addition). Built-in roles cannot be
+        deleted.
+
+        REST: `DELETE /v1/access/roles/{role_id}` (204).
+        Errors: NOT_FOUND when role_id names no role; INVALID_ARGUMENT when it names a
+        built-in role.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPermissions(
+        self,
+        request: _access_pb2.ListPermissionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.ListPermissionsResponse, _abc.Awaitable[_access_pb2.ListPermissionsResponse]]:
+        """Lists the resources roles grant access to and the actions on each (the deployed
+        service's addition).
+
+        REST: `GET /v1/access/permissions`.
+        Errors: only those common to every RPC.
+        """
+
+    @_abc_1.abstractmethod
     def GetTeam(
         self,
         request: _access_pb2.GetTeamRequest,
@@ -183,9 +336,10 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_access_pb2.TeamMember, _abc.Awaitable[_access_pb2.TeamMember]]:
         """Invites someone to the caller's team with a role and returns the new member
-        (status `invited`).
+        (status `invited`; the deployed service says `pending`, read as the same).
 
-        REST: `POST /v1/access/team/members` with the body `{email, role_id}` (201).
+        REST: `POST /v1/access/team/members` with the body `{email, role_id}` (201). The
+        deployed service names its built-in roles by key (`developer`), not by id.
         Errors: INVALID_ARGUMENT when the email is malformed or role_id names no role;
         ALREADY_EXISTS when the email is already a member or invited.
         """
@@ -198,7 +352,9 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_access_pb2.TeamMember, _abc.Awaitable[_access_pb2.TeamMember]]:
         """Changes a team member's role and returns the member.
 
-        REST: `PATCH /v1/access/team/members/{member_id}` with the body `{role_id}`.
+        REST: `PATCH /v1/access/team/members/{member_id}` with the body `{role_id}`, and
+        `?role_id=` as well, where the deployed service reads it (it answers only
+        `{message}`).
         Only the fields named in update_mask are sent; an empty mask sends every
         populated field (role_id is the only writable one).
         Errors: NOT_FOUND when member_id names no member of the team; INVALID_ARGUMENT

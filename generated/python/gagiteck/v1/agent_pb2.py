@@ -22,6 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from gagiteck.v1 import upstream_pb2 as gagiteck_dot_v1_dot_upstream__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
@@ -31,7 +32,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gagiteck.v1 import streaming_pb2 as gagiteck_dot_v1_dot_streaming__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gagiteck/v1/agent.proto\x12\x0bgagiteck.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bgagiteck/v1/streaming.proto\"\xbe\x02\n\x05\x41gent\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\rsystem_prompt\x18\x03 \x01(\t\x12(\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x18.gagiteck.v1.AgentConfig\x12\r\n\x05tools\x18\x05 \x03(\t\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x06status\x18\x07 \x01(\x0e\x32\x18.gagiteck.v1.AgentStatus\x12\x34\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xd5\x01\n\x0b\x41gentConfig\x12\x12\n\x05model\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x18\n\x0btemperature\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x1b\n\x0emax_iterations\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x17\n\ntimeout_ms\x18\x05 \x01(\x05H\x04\x88\x01\x01\x42\x08\n\x06_modelB\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x11\n\x0f_max_iterationsB\r\n\x0b_timeout_ms\"\xcb\x01\n\x08\x41gentRun\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12)\n\ntool_calls\x18\x05 \x03(\x0b\x32\x15.gagiteck.v1.ToolCall\x12&\n\x05usage\x18\x06 \x01(\x0b\x32\x17.gagiteck.v1.TokenUsage\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"x\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\targuments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x06result\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\"O\n\nTokenUsage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x15\n\routput_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"p\n\x15StreamAgentRunRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07message\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12(\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xbc\x02\n\rAgentRunEvent\x12.\n\x0brun_started\x18\x01 \x01(\x0b\x32\x17.gagiteck.v1.RunStartedH\x00\x12\x32\n\rcontent_delta\x18\x02 \x01(\x0b\x32\x19.gagiteck.v1.ContentDeltaH\x00\x12*\n\ttool_call\x18\x03 \x01(\x0b\x32\x15.gagiteck.v1.ToolCallH\x00\x12(\n\x05usage\x18\x04 \x01(\x0b\x32\x17.gagiteck.v1.TokenUsageH\x00\x12.\n\rrun_completed\x18\x05 \x01(\x0b\x32\x15.gagiteck.v1.AgentRunH\x00\x12&\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x15.gagiteck.v1.RunErrorH\x00\x12\x10\n\x08\x65vent_id\x18\x07 \x01(\tB\x07\n\x05\x65vent\"=\n\nRunStarted\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"\x1d\n\x0c\x43ontentDelta\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\"8\n\x08RunError\x12\x0e\n\x06\x64\x65tail\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\x05\"2\n\x11ListAgentsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x05\"d\n\x12ListAgentsResponse\x12 \n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x12.gagiteck.v1.Agent\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"=\n\x12\x43reateAgentRequest\x12\'\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x12.gagiteck.v1.AgentB\x04\xe2\x41\x01\x02\")\n\x0fGetAgentRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x8c\x01\n\x12UpdateAgentRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\'\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x12.gagiteck.v1.AgentB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\",\n\x12\x44\x65leteAgentRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"p\n\x0fRunAgentRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07message\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01*z\n\x0b\x41gentStatus\x12\x1c\n\x18\x41GENT_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41GENT_STATUS_ACTIVE\x10\x01\x12\x19\n\x15\x41GENT_STATUS_INACTIVE\x10\x02\x12\x19\n\x15\x41GENT_STATUS_ARCHIVED\x10\x03\x32\xc7\x06\n\x0c\x41gentService\x12\x61\n\nListAgents\x12\x1e.gagiteck.v1.ListAgentsRequest\x1a\x1f.gagiteck.v1.ListAgentsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/agents\x12]\n\x0b\x43reateAgent\x12\x1f.gagiteck.v1.CreateAgentRequest\x1a\x12.gagiteck.v1.Agent\"\x19\x82\xd3\xe4\x93\x02\x13\"\n/v1/agents:\x05\x61gent\x12[\n\x08GetAgent\x12\x1c.gagiteck.v1.GetAgentRequest\x1a\x12.gagiteck.v1.Agent\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/agents/{agent_id}\x12h\n\x0bUpdateAgent\x12\x1f.gagiteck.v1.UpdateAgentRequest\x1a\x12.gagiteck.v1.Agent\"$\x82\xd3\xe4\x93\x02\x1e\x32\x15/v1/agents/{agent_id}:\x05\x61gent\x12\x65\n\x0b\x44\x65leteAgent\x12\x1f.gagiteck.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\"\x1d\x82\xd3\xe4\x93\x02\x17*\x15/v1/agents/{agent_id}\x12\x65\n\x08RunAgent\x12\x1c.gagiteck.v1.RunAgentRequest\x1a\x15.gagiteck.v1.AgentRun\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/agents/{agent_id}/run:\x01*\x12\xdf\x01\n\x0eStreamAgentRun\x12\".gagiteck.v1.StreamAgentRunRequest\x1a\x1a.gagiteck.v1.AgentRunEvent\"\x8a\x01\xea\xe0\x18\x62\n`\n\x06stream\x12\x05\x65vent\x1a\rrun.completed\"\x05\x65rror*\rrun.completed2*/v1/agents/{agent_id}/runs/{run_id}/cancel\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/agents/{agent_id}/run:\x01*0\x01\x42i\n\x0f\x63om.gagiteck.v1B\nAgentProtoP\x01ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gagiteck/v1/agent.proto\x12\x0bgagiteck.v1\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bgagiteck/v1/streaming.proto\"\xc6\x02\n\x05\x41gent\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\rsystem_prompt\x18\x03 \x01(\t\x12\x30\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x18.gagiteck.v1.AgentConfigB\x06\xf2\xe0\x18\x02\x18\x01\x12\r\n\x05tools\x18\x05 \x03(\t\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x06status\x18\x07 \x01(\x0e\x32\x18.gagiteck.v1.AgentStatus\x12\x34\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xd5\x01\n\x0b\x41gentConfig\x12\x12\n\x05model\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x18\n\x0btemperature\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x1b\n\x0emax_iterations\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x17\n\ntimeout_ms\x18\x05 \x01(\x05H\x04\x88\x01\x01\x42\x08\n\x06_modelB\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x11\n\x0f_max_iterationsB\r\n\x0b_timeout_ms\"\xcb\x01\n\x08\x41gentRun\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12)\n\ntool_calls\x18\x05 \x03(\x0b\x32\x15.gagiteck.v1.ToolCall\x12&\n\x05usage\x18\x06 \x01(\x0b\x32\x17.gagiteck.v1.TokenUsage\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"x\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\targuments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x06result\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\"O\n\nTokenUsage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x15\n\routput_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"p\n\x15StreamAgentRunRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07message\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12(\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xbc\x02\n\rAgentRunEvent\x12.\n\x0brun_started\x18\x01 \x01(\x0b\x32\x17.gagiteck.v1.RunStartedH\x00\x12\x32\n\rcontent_delta\x18\x02 \x01(\x0b\x32\x19.gagiteck.v1.ContentDeltaH\x00\x12*\n\ttool_call\x18\x03 \x01(\x0b\x32\x15.gagiteck.v1.ToolCallH\x00\x12(\n\x05usage\x18\x04 \x01(\x0b\x32\x17.gagiteck.v1.TokenUsageH\x00\x12.\n\rrun_completed\x18\x05 \x01(\x0b\x32\x15.gagiteck.v1.AgentRunH\x00\x12&\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x15.gagiteck.v1.RunErrorH\x00\x12\x10\n\x08\x65vent_id\x18\x07 \x01(\tB\x07\n\x05\x65vent\"=\n\nRunStarted\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"\x1d\n\x0c\x43ontentDelta\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\"8\n\x08RunError\x12\x0e\n\x06\x64\x65tail\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\x05\"2\n\x11ListAgentsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x05\"d\n\x12ListAgentsResponse\x12 \n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x12.gagiteck.v1.Agent\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"=\n\x12\x43reateAgentRequest\x12\'\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x12.gagiteck.v1.AgentB\x04\xe2\x41\x01\x02\")\n\x0fGetAgentRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x8c\x01\n\x12UpdateAgentRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\'\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x12.gagiteck.v1.AgentB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\",\n\x12\x44\x65leteAgentRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"p\n\x0fRunAgentRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07message\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01*z\n\x0b\x41gentStatus\x12\x1c\n\x18\x41GENT_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41GENT_STATUS_ACTIVE\x10\x01\x12\x19\n\x15\x41GENT_STATUS_INACTIVE\x10\x02\x12\x19\n\x15\x41GENT_STATUS_ARCHIVED\x10\x03\x32\xc7\x06\n\x0c\x41gentService\x12\x61\n\nListAgents\x12\x1e.gagiteck.v1.ListAgentsRequest\x1a\x1f.gagiteck.v1.ListAgentsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/agents\x12]\n\x0b\x43reateAgent\x12\x1f.gagiteck.v1.CreateAgentRequest\x1a\x12.gagiteck.v1.Agent\"\x19\x82\xd3\xe4\x93\x02\x13\"\n/v1/agents:\x05\x61gent\x12[\n\x08GetAgent\x12\x1c.gagiteck.v1.GetAgentRequest\x1a\x12.gagiteck.v1.Agent\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/agents/{agent_id}\x12h\n\x0bUpdateAgent\x12\x1f.gagiteck.v1.UpdateAgentRequest\x1a\x12.gagiteck.v1.Agent\"$\x82\xd3\xe4\x93\x02\x1e\x32\x15/v1/agents/{agent_id}:\x05\x61gent\x12\x65\n\x0b\x44\x65leteAgent\x12\x1f.gagiteck.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\"\x1d\x82\xd3\xe4\x93\x02\x17*\x15/v1/agents/{agent_id}\x12\x65\n\x08RunAgent\x12\x1c.gagiteck.v1.RunAgentRequest\x1a\x15.gagiteck.v1.AgentRun\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/agents/{agent_id}/run:\x01*\x12\xdf\x01\n\x0eStreamAgentRun\x12\".gagiteck.v1.StreamAgentRunRequest\x1a\x1a.gagiteck.v1.AgentRunEvent\"\x8a\x01\xea\xe0\x18\x62\n`\n\x06stream\x12\x05\x65vent\x1a\rrun.completed\"\x05\x65rror*\rrun.completed2*/v1/agents/{agent_id}/runs/{run_id}/cancel\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/agents/{agent_id}/run:\x01*0\x01\x42i\n\x0f\x63om.gagiteck.v1B\nAgentProtoP\x01ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,6 +44,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENT'].fields_by_name['id']._serialized_options = b'\342A\001\003'
   _globals['_AGENT'].fields_by_name['name']._loaded_options = None
   _globals['_AGENT'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_AGENT'].fields_by_name['config']._loaded_options = None
+  _globals['_AGENT'].fields_by_name['config']._serialized_options = b'\362\340\030\002\030\001'
   _globals['_AGENT'].fields_by_name['created_at']._loaded_options = None
   _globals['_AGENT'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
   _globals['_AGENT'].fields_by_name['updated_at']._loaded_options = None
@@ -83,42 +86,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTSERVICE'].methods_by_name['RunAgent']._serialized_options = b'\202\323\344\223\002\036\"\031/v1/agents/{agent_id}/run:\001*'
   _globals['_AGENTSERVICE'].methods_by_name['StreamAgentRun']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['StreamAgentRun']._serialized_options = b'\352\340\030b\n`\n\006stream\022\005event\032\rrun.completed\"\005error*\rrun.completed2*/v1/agents/{agent_id}/runs/{run_id}/cancel\202\323\344\223\002\036\"\031/v1/agents/{agent_id}/run:\001*'
-  _globals['_AGENTSTATUS']._serialized_start=2352
-  _globals['_AGENTSTATUS']._serialized_end=2474
-  _globals['_AGENT']._serialized_start=259
-  _globals['_AGENT']._serialized_end=577
-  _globals['_AGENTCONFIG']._serialized_start=580
-  _globals['_AGENTCONFIG']._serialized_end=793
-  _globals['_AGENTRUN']._serialized_start=796
-  _globals['_AGENTRUN']._serialized_end=999
-  _globals['_TOOLCALL']._serialized_start=1001
-  _globals['_TOOLCALL']._serialized_end=1121
-  _globals['_TOKENUSAGE']._serialized_start=1123
-  _globals['_TOKENUSAGE']._serialized_end=1202
-  _globals['_STREAMAGENTRUNREQUEST']._serialized_start=1204
-  _globals['_STREAMAGENTRUNREQUEST']._serialized_end=1316
-  _globals['_AGENTRUNEVENT']._serialized_start=1319
-  _globals['_AGENTRUNEVENT']._serialized_end=1635
-  _globals['_RUNSTARTED']._serialized_start=1637
-  _globals['_RUNSTARTED']._serialized_end=1698
-  _globals['_CONTENTDELTA']._serialized_start=1700
-  _globals['_CONTENTDELTA']._serialized_end=1729
-  _globals['_RUNERROR']._serialized_start=1731
-  _globals['_RUNERROR']._serialized_end=1787
-  _globals['_LISTAGENTSREQUEST']._serialized_start=1789
-  _globals['_LISTAGENTSREQUEST']._serialized_end=1839
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=1841
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=1941
-  _globals['_CREATEAGENTREQUEST']._serialized_start=1943
-  _globals['_CREATEAGENTREQUEST']._serialized_end=2004
-  _globals['_GETAGENTREQUEST']._serialized_start=2006
-  _globals['_GETAGENTREQUEST']._serialized_end=2047
-  _globals['_UPDATEAGENTREQUEST']._serialized_start=2050
-  _globals['_UPDATEAGENTREQUEST']._serialized_end=2190
-  _globals['_DELETEAGENTREQUEST']._serialized_start=2192
-  _globals['_DELETEAGENTREQUEST']._serialized_end=2236
-  _globals['_RUNAGENTREQUEST']._serialized_start=2238
-  _globals['_RUNAGENTREQUEST']._serialized_end=2350
-  _globals['_AGENTSERVICE']._serialized_start=2477
-  _globals['_AGENTSERVICE']._serialized_end=3316
+  _globals['_AGENTSTATUS']._serialized_start=2388
+  _globals['_AGENTSTATUS']._serialized_end=2510
+  _globals['_AGENT']._serialized_start=287
+  _globals['_AGENT']._serialized_end=613
+  _globals['_AGENTCONFIG']._serialized_start=616
+  _globals['_AGENTCONFIG']._serialized_end=829
+  _globals['_AGENTRUN']._serialized_start=832
+  _globals['_AGENTRUN']._serialized_end=1035
+  _globals['_TOOLCALL']._serialized_start=1037
+  _globals['_TOOLCALL']._serialized_end=1157
+  _globals['_TOKENUSAGE']._serialized_start=1159
+  _globals['_TOKENUSAGE']._serialized_end=1238
+  _globals['_STREAMAGENTRUNREQUEST']._serialized_start=1240
+  _globals['_STREAMAGENTRUNREQUEST']._serialized_end=1352
+  _globals['_AGENTRUNEVENT']._serialized_start=1355
+  _globals['_AGENTRUNEVENT']._serialized_end=1671
+  _globals['_RUNSTARTED']._serialized_start=1673
+  _globals['_RUNSTARTED']._serialized_end=1734
+  _globals['_CONTENTDELTA']._serialized_start=1736
+  _globals['_CONTENTDELTA']._serialized_end=1765
+  _globals['_RUNERROR']._serialized_start=1767
+  _globals['_RUNERROR']._serialized_end=1823
+  _globals['_LISTAGENTSREQUEST']._serialized_start=1825
+  _globals['_LISTAGENTSREQUEST']._serialized_end=1875
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=1877
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=1977
+  _globals['_CREATEAGENTREQUEST']._serialized_start=1979
+  _globals['_CREATEAGENTREQUEST']._serialized_end=2040
+  _globals['_GETAGENTREQUEST']._serialized_start=2042
+  _globals['_GETAGENTREQUEST']._serialized_end=2083
+  _globals['_UPDATEAGENTREQUEST']._serialized_start=2086
+  _globals['_UPDATEAGENTREQUEST']._serialized_end=2226
+  _globals['_DELETEAGENTREQUEST']._serialized_start=2228
+  _globals['_DELETEAGENTREQUEST']._serialized_end=2272
+  _globals['_RUNAGENTREQUEST']._serialized_start=2274
+  _globals['_RUNAGENTREQUEST']._serialized_end=2386
+  _globals['_AGENTSERVICE']._serialized_start=2513
+  _globals['_AGENTSERVICE']._serialized_end=3352
 # @@protoc_insertion_point(module_scope)

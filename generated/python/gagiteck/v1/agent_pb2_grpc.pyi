@@ -70,6 +70,10 @@ class AgentServiceStub:
 
     REST: `PATCH /v1/agents/{agent_id}` with a partial agent as the body. Only the
     fields named in update_mask are sent; an empty mask sends every populated field.
+    A mask naming part of config (`config.temperature`) sends the whole config, the
+    other members as they are now (the deployed service replaces config as a whole).
+    The deployed service does not change status on update: the gateway then answers
+    FAILED_PRECONDITION rather than report a change that was not made.
     Errors: NOT_FOUND when agent_id names no agent; INVALID_ARGUMENT when agent_id
     is malformed, the mask names an unknown field, or validation fails.
     """
@@ -147,6 +151,10 @@ class AgentServiceAsyncStub(AgentServiceStub):
 
     REST: `PATCH /v1/agents/{agent_id}` with a partial agent as the body. Only the
     fields named in update_mask are sent; an empty mask sends every populated field.
+    A mask naming part of config (`config.temperature`) sends the whole config, the
+    other members as they are now (the deployed service replaces config as a whole).
+    The deployed service does not change status on update: the gateway then answers
+    FAILED_PRECONDITION rather than report a change that was not made.
     Errors: NOT_FOUND when agent_id names no agent; INVALID_ARGUMENT when agent_id
     is malformed, the mask names an unknown field, or validation fails.
     """
@@ -245,6 +253,10 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
 
         REST: `PATCH /v1/agents/{agent_id}` with a partial agent as the body. Only the
         fields named in update_mask are sent; an empty mask sends every populated field.
+        A mask naming part of config (`config.temperature`) sends the whole config, the
+        other members as they are now (the deployed service replaces config as a whole).
+        The deployed service does not change status on update: the gateway then answers
+        FAILED_PRECONDITION rather than report a change that was not made.
         Errors: NOT_FOUND when agent_id names no agent; INVALID_ARGUMENT when agent_id
         is malformed, the mask names an unknown field, or validation fails.
         """

@@ -22,13 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from gagiteck.v1 import upstream_pb2 as gagiteck_dot_v1_dot_upstream__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16gagiteck/v1/auth.proto\x12\x0bgagiteck.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa1\x01\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_used_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\rSignUpRequest\x12\x13\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x08password\x18\x02 \x01(\tB\x05\xe2\x41\x02\x02\x04\x12\x12\n\x04name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"<\n\x0cLoginRequest\x12\x13\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x08password\x18\x02 \x01(\tB\x05\xe2\x41\x02\x02\x04\"M\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\"\x17\n\x15GetCurrentUserRequest\")\n\x13\x43reateApiKeyRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"3\n\x12ListApiKeysRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x05\"f\n\x13ListApiKeysResponse\x12!\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x13.gagiteck.v1.ApiKey\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"+\n\x13\x44\x65leteApiKeyRequest\x12\x14\n\x06key_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\xdb\x04\n\x0b\x41uthService\x12S\n\x06SignUp\x12\x1a.gagiteck.v1.SignUpRequest\x1a\x11.gagiteck.v1.User\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/signup:\x01*\x12Y\n\x05Login\x12\x19.gagiteck.v1.LoginRequest\x1a\x1a.gagiteck.v1.LoginResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12\\\n\x0eGetCurrentUser\x12\".gagiteck.v1.GetCurrentUserRequest\x1a\x11.gagiteck.v1.User\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/auth/me\x12\x63\n\x0c\x43reateApiKey\x12 .gagiteck.v1.CreateApiKeyRequest\x1a\x13.gagiteck.v1.ApiKey\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/auth/api-keys:\x01*\x12k\n\x0bListApiKeys\x12\x1f.gagiteck.v1.ListApiKeysRequest\x1a .gagiteck.v1.ListApiKeysResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/auth/api-keys\x12l\n\x0c\x44\x65leteApiKey\x12 .gagiteck.v1.DeleteApiKeyRequest\x1a\x16.google.protobuf.Empty\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/v1/auth/api-keys/{key_id}Bh\n\x0f\x63om.gagiteck.v1B\tAuthProtoP\x01ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16gagiteck/v1/auth.proto\x12\x0bgagiteck.v1\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xf2\xe0\x18\x02\x10\x02\"\xb1\x01\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x16\n\x06prefix\x18\x04 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x0clast_used_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xf2\xe0\x18\x02\x10\x01\"Q\n\rSignUpRequest\x12\x13\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x08password\x18\x02 \x01(\tB\x05\xe2\x41\x02\x02\x04\x12\x12\n\x04name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"<\n\x0cLoginRequest\x12\x13\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x08password\x18\x02 \x01(\tB\x05\xe2\x41\x02\x02\x04\"M\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\"\x17\n\x15GetCurrentUserRequest\")\n\x13\x43reateApiKeyRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"C\n\x12ListApiKeysRequest\x12\x15\n\x05limit\x18\x01 \x01(\x05\x42\x06\xf2\xe0\x18\x02\x10\x01\x12\x16\n\x06offset\x18\x02 \x01(\x05\x42\x06\xf2\xe0\x18\x02\x10\x01\"f\n\x13ListApiKeysResponse\x12!\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x13.gagiteck.v1.ApiKey\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"+\n\x13\x44\x65leteApiKeyRequest\x12\x14\n\x06key_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\".\n\x18UpdateCurrentUserRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\"S\n\x15\x43hangePasswordRequest\x12\x1e\n\x10\x63urrent_password\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0cnew_password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x32\xac\x06\n\x0b\x41uthService\x12S\n\x06SignUp\x12\x1a.gagiteck.v1.SignUpRequest\x1a\x11.gagiteck.v1.User\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/signup:\x01*\x12Y\n\x05Login\x12\x19.gagiteck.v1.LoginRequest\x1a\x1a.gagiteck.v1.LoginResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12\\\n\x0eGetCurrentUser\x12\".gagiteck.v1.GetCurrentUserRequest\x1a\x11.gagiteck.v1.User\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/auth/me\x12\x65\n\x11UpdateCurrentUser\x12%.gagiteck.v1.UpdateCurrentUserRequest\x1a\x11.gagiteck.v1.User\"\x16\x82\xd3\xe4\x93\x02\x10\x32\x0b/v1/auth/me:\x01*\x12h\n\x0e\x43hangePassword\x12\".gagiteck.v1.ChangePasswordRequest\x1a\x11.gagiteck.v1.User\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/auth/me/password:\x01*\x12\x63\n\x0c\x43reateApiKey\x12 .gagiteck.v1.CreateApiKeyRequest\x1a\x13.gagiteck.v1.ApiKey\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/auth/api-keys:\x01*\x12k\n\x0bListApiKeys\x12\x1f.gagiteck.v1.ListApiKeysRequest\x1a .gagiteck.v1.ListApiKeysResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/auth/api-keys\x12l\n\x0c\x44\x65leteApiKey\x12 .gagiteck.v1.DeleteApiKeyRequest\x1a\x16.google.protobuf.Empty\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/v1/auth/api-keys/{key_id}Bh\n\x0f\x63om.gagiteck.v1B\tAuthProtoP\x01ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +37,12 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gagiteck.v1.auth_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017com.gagiteck.v1B\tAuthProtoP\001ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1'
+  _globals['_USER'].fields_by_name['updated_at']._loaded_options = None
+  _globals['_USER'].fields_by_name['updated_at']._serialized_options = b'\362\340\030\002\020\002'
+  _globals['_APIKEY'].fields_by_name['prefix']._loaded_options = None
+  _globals['_APIKEY'].fields_by_name['prefix']._serialized_options = b'\362\340\030\002\020\001'
+  _globals['_APIKEY'].fields_by_name['last_used_at']._loaded_options = None
+  _globals['_APIKEY'].fields_by_name['last_used_at']._serialized_options = b'\362\340\030\002\020\001'
   _globals['_SIGNUPREQUEST'].fields_by_name['email']._loaded_options = None
   _globals['_SIGNUPREQUEST'].fields_by_name['email']._serialized_options = b'\342A\001\002'
   _globals['_SIGNUPREQUEST'].fields_by_name['password']._loaded_options = None
@@ -48,40 +55,58 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGINREQUEST'].fields_by_name['password']._serialized_options = b'\342A\002\002\004'
   _globals['_CREATEAPIKEYREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_CREATEAPIKEYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_LISTAPIKEYSREQUEST'].fields_by_name['limit']._loaded_options = None
+  _globals['_LISTAPIKEYSREQUEST'].fields_by_name['limit']._serialized_options = b'\362\340\030\002\020\001'
+  _globals['_LISTAPIKEYSREQUEST'].fields_by_name['offset']._loaded_options = None
+  _globals['_LISTAPIKEYSREQUEST'].fields_by_name['offset']._serialized_options = b'\362\340\030\002\020\001'
   _globals['_DELETEAPIKEYREQUEST'].fields_by_name['key_id']._loaded_options = None
   _globals['_DELETEAPIKEYREQUEST'].fields_by_name['key_id']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATECURRENTUSERREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_UPDATECURRENTUSERREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\001'
+  _globals['_CHANGEPASSWORDREQUEST'].fields_by_name['current_password']._loaded_options = None
+  _globals['_CHANGEPASSWORDREQUEST'].fields_by_name['current_password']._serialized_options = b'\342A\001\002'
+  _globals['_CHANGEPASSWORDREQUEST'].fields_by_name['new_password']._loaded_options = None
+  _globals['_CHANGEPASSWORDREQUEST'].fields_by_name['new_password']._serialized_options = b'\342A\001\002'
   _globals['_AUTHSERVICE'].methods_by_name['SignUp']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['SignUp']._serialized_options = b'\202\323\344\223\002\024\"\017/v1/auth/signup:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['Login']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['Login']._serialized_options = b'\202\323\344\223\002\023\"\016/v1/auth/login:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['GetCurrentUser']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['GetCurrentUser']._serialized_options = b'\202\323\344\223\002\r\022\013/v1/auth/me'
+  _globals['_AUTHSERVICE'].methods_by_name['UpdateCurrentUser']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['UpdateCurrentUser']._serialized_options = b'\202\323\344\223\002\0202\013/v1/auth/me:\001*'
+  _globals['_AUTHSERVICE'].methods_by_name['ChangePassword']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['ChangePassword']._serialized_options = b'\202\323\344\223\002\031\"\024/v1/auth/me/password:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['CreateApiKey']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['CreateApiKey']._serialized_options = b'\202\323\344\223\002\026\"\021/v1/auth/api-keys:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['ListApiKeys']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['ListApiKeys']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/auth/api-keys'
   _globals['_AUTHSERVICE'].methods_by_name['DeleteApiKey']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['DeleteApiKey']._serialized_options = b'\202\323\344\223\002\034*\032/v1/auth/api-keys/{key_id}'
-  _globals['_USER']._serialized_start=164
-  _globals['_USER']._serialized_end=273
-  _globals['_APIKEY']._serialized_start=276
-  _globals['_APIKEY']._serialized_end=437
-  _globals['_SIGNUPREQUEST']._serialized_start=439
-  _globals['_SIGNUPREQUEST']._serialized_end=520
-  _globals['_LOGINREQUEST']._serialized_start=522
-  _globals['_LOGINREQUEST']._serialized_end=582
-  _globals['_LOGINRESPONSE']._serialized_start=584
-  _globals['_LOGINRESPONSE']._serialized_end=661
-  _globals['_GETCURRENTUSERREQUEST']._serialized_start=663
-  _globals['_GETCURRENTUSERREQUEST']._serialized_end=686
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=688
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=729
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=731
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=782
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=784
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=886
-  _globals['_DELETEAPIKEYREQUEST']._serialized_start=888
-  _globals['_DELETEAPIKEYREQUEST']._serialized_end=931
-  _globals['_AUTHSERVICE']._serialized_start=934
-  _globals['_AUTHSERVICE']._serialized_end=1537
+  _globals['_USER']._serialized_start=193
+  _globals['_USER']._serialized_end=358
+  _globals['_APIKEY']._serialized_start=361
+  _globals['_APIKEY']._serialized_end=538
+  _globals['_SIGNUPREQUEST']._serialized_start=540
+  _globals['_SIGNUPREQUEST']._serialized_end=621
+  _globals['_LOGINREQUEST']._serialized_start=623
+  _globals['_LOGINREQUEST']._serialized_end=683
+  _globals['_LOGINRESPONSE']._serialized_start=685
+  _globals['_LOGINRESPONSE']._serialized_end=762
+  _globals['_GETCURRENTUSERREQUEST']._serialized_start=764
+  _globals['_GETCURRENTUSERREQUEST']._serialized_end=787
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=789
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=830
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=832
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=899
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=901
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1003
+  _globals['_DELETEAPIKEYREQUEST']._serialized_start=1005
+  _globals['_DELETEAPIKEYREQUEST']._serialized_end=1048
+  _globals['_UPDATECURRENTUSERREQUEST']._serialized_start=1050
+  _globals['_UPDATECURRENTUSERREQUEST']._serialized_end=1096
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=1098
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=1181
+  _globals['_AUTHSERVICE']._serialized_start=1184
+  _globals['_AUTHSERVICE']._serialized_end=1996
 # @@protoc_insertion_point(module_scope)

@@ -32,6 +32,7 @@ class User(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id, e.g. `user_abc123`."""
     email: _builtins.str
@@ -46,6 +47,10 @@ class User(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the account was created."""
 
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """When the account last changed (deployed form)."""
+
     def __init__(
         self,
         *,
@@ -54,10 +59,11 @@ class User(_message.Message):
         name: _builtins.str = ...,
         role: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "email", b"email", "id", b"id", "name", b"name", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "email", b"email", "id", b"id", "name", b"name", "role", b"role", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -86,14 +92,14 @@ class ApiKey(_message.Message):
     Set only in the CreateApiKey answer; empty everywhere else.
     """
     prefix: _builtins.str
-    """The first 12 characters of the key, to recognise it in lists."""
+    """The first 12 characters of the key, to recognise it in lists (reference form)."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the key was created."""
 
     @_builtins.property
     def last_used_at(self) -> _timestamp_pb2.Timestamp:
-        """When the key was last used; unset if never."""
+        """When the key was last used; unset if never (reference form)."""
 
     def __init__(
         self,
@@ -247,9 +253,13 @@ class ListApiKeysRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
-    """Page size, 1..100; 0 means the server's default (20)."""
+    """Page size, 1..100; 0 means the server's default (20). Paged by the gateway
+    against the deployed service, which answers every key.
+    """
     offset: _builtins.int
-    """Number of keys to skip, >= 0; 0 starts at the first."""
+    """Number of keys to skip, >= 0; 0 starts at the first (paged by the gateway
+    against the deployed service, as limit).
+    """
     def __init__(
         self,
         *,
@@ -321,3 +331,51 @@ class DeleteApiKeyRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteApiKeyRequest: _TypeAlias = DeleteApiKeyRequest  # noqa: Y015
+
+@_typing.final
+class UpdateCurrentUserRequest(_message.Message):
+    """Request of AuthService.UpdateCurrentUser; the whole message is the PATCH body."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The new display name; empty leaves it unchanged (it is then not sent)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateCurrentUserRequest: _TypeAlias = UpdateCurrentUserRequest  # noqa: Y015
+
+@_typing.final
+class ChangePasswordRequest(_message.Message):
+    """Request of AuthService.ChangePassword; the whole message is the POST body."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENT_PASSWORD_FIELD_NUMBER: _builtins.int
+    NEW_PASSWORD_FIELD_NUMBER: _builtins.int
+    current_password: _builtins.str
+    """The password the caller has now, to prove it is the caller."""
+    new_password: _builtins.str
+    """The new password, at least 8 characters."""
+    def __init__(
+        self,
+        *,
+        current_password: _builtins.str = ...,
+        new_password: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_password", b"current_password", "new_password", b"new_password"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangePasswordRequest: _TypeAlias = ChangePasswordRequest  # noqa: Y015

@@ -61,6 +61,16 @@ class AuthServiceStub(object):
                 request_serializer=gagiteck_dot_v1_dot_auth__pb2.GetCurrentUserRequest.SerializeToString,
                 response_deserializer=gagiteck_dot_v1_dot_auth__pb2.User.FromString,
                 _registered_method=True)
+        self.UpdateCurrentUser = channel.unary_unary(
+                '/gagiteck.v1.AuthService/UpdateCurrentUser',
+                request_serializer=gagiteck_dot_v1_dot_auth__pb2.UpdateCurrentUserRequest.SerializeToString,
+                response_deserializer=gagiteck_dot_v1_dot_auth__pb2.User.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/gagiteck.v1.AuthService/ChangePassword',
+                request_serializer=gagiteck_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=gagiteck_dot_v1_dot_auth__pb2.User.FromString,
+                _registered_method=True)
         self.CreateApiKey = channel.unary_unary(
                 '/gagiteck.v1.AuthService/CreateApiKey',
                 request_serializer=gagiteck_dot_v1_dot_auth__pb2.CreateApiKeyRequest.SerializeToString,
@@ -124,6 +134,31 @@ class AuthServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateCurrentUser(self, request, context):
+        """Changes the caller's own profile (its display name) and returns the user (the
+        deployed service's addition to the reference).
+
+        REST: `PATCH /v1/auth/me` with the body `{name}`.
+        Errors: UNAUTHENTICATED when the credential is missing, expired or revoked;
+        INVALID_ARGUMENT when the name is rejected.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """Changes the caller's password and returns the user (the deployed service's
+        addition to the reference).
+
+        REST: `POST /v1/auth/me/password` with the body `{current_password,
+        new_password}`.
+        Errors: UNAUTHENTICATED when the credential is missing or bad; INVALID_ARGUMENT
+        when the current password is wrong or the new one is shorter than 8 characters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateApiKey(self, request, context):
         """Creates an API key for the caller. The answer is the only one that carries the
         secret key itself: store it then.
@@ -139,7 +174,8 @@ class AuthServiceServicer(object):
         """Lists the caller's API keys, one page at a time, without their secret keys
         (each with its prefix instead).
 
-        REST: `GET /v1/auth/api-keys?limit=&offset=`.
+        REST: `GET /v1/auth/api-keys?limit=&offset=`. The deployed service takes no
+        paging parameters and answers a bare list of every key; the gateway pages it.
         Errors: INVALID_ARGUMENT when limit is outside 1..100 or offset is negative.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -173,6 +209,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
             'GetCurrentUser': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCurrentUser,
                     request_deserializer=gagiteck_dot_v1_dot_auth__pb2.GetCurrentUserRequest.FromString,
+                    response_serializer=gagiteck_dot_v1_dot_auth__pb2.User.SerializeToString,
+            ),
+            'UpdateCurrentUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCurrentUser,
+                    request_deserializer=gagiteck_dot_v1_dot_auth__pb2.UpdateCurrentUserRequest.FromString,
+                    response_serializer=gagiteck_dot_v1_dot_auth__pb2.User.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=gagiteck_dot_v1_dot_auth__pb2.ChangePasswordRequest.FromString,
                     response_serializer=gagiteck_dot_v1_dot_auth__pb2.User.SerializeToString,
             ),
             'CreateApiKey': grpc.unary_unary_rpc_method_handler(
@@ -282,6 +328,60 @@ class AuthService(object):
             target,
             '/gagiteck.v1.AuthService/GetCurrentUser',
             gagiteck_dot_v1_dot_auth__pb2.GetCurrentUserRequest.SerializeToString,
+            gagiteck_dot_v1_dot_auth__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCurrentUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gagiteck.v1.AuthService/UpdateCurrentUser',
+            gagiteck_dot_v1_dot_auth__pb2.UpdateCurrentUserRequest.SerializeToString,
+            gagiteck_dot_v1_dot_auth__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gagiteck.v1.AuthService/ChangePassword',
+            gagiteck_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
             gagiteck_dot_v1_dot_auth__pb2.User.FromString,
             options,
             channel_credentials,

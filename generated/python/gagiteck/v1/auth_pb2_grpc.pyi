@@ -65,6 +65,23 @@ class AuthServiceStub:
     REST: `GET /v1/auth/me`.
     Errors: UNAUTHENTICATED when the credential is missing, expired or revoked.
     """
+    UpdateCurrentUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UpdateCurrentUserRequest, _auth_pb2.User]
+    """Changes the caller's own profile (its display name) and returns the user (the
+    deployed service's addition to the reference).
+
+    REST: `PATCH /v1/auth/me` with the body `{name}`.
+    Errors: UNAUTHENTICATED when the credential is missing, expired or revoked;
+    INVALID_ARGUMENT when the name is rejected.
+    """
+    ChangePassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ChangePasswordRequest, _auth_pb2.User]
+    """Changes the caller's password and returns the user (the deployed service's
+    addition to the reference).
+
+    REST: `POST /v1/auth/me/password` with the body `{current_password,
+    new_password}`.
+    Errors: UNAUTHENTICATED when the credential is missing or bad; INVALID_ARGUMENT
+    when the current password is wrong or the new one is shorter than 8 characters.
+    """
     CreateApiKey: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateApiKeyRequest, _auth_pb2.ApiKey]
     """Creates an API key for the caller. The answer is the only one that carries the
     secret key itself: store it then.
@@ -76,7 +93,8 @@ class AuthServiceStub:
     """Lists the caller's API keys, one page at a time, without their secret keys
     (each with its prefix instead).
 
-    REST: `GET /v1/auth/api-keys?limit=&offset=`.
+    REST: `GET /v1/auth/api-keys?limit=&offset=`. The deployed service takes no
+    paging parameters and answers a bare list of every key; the gateway pages it.
     Errors: INVALID_ARGUMENT when limit is outside 1..100 or offset is negative.
     """
     DeleteApiKey: _grpc.UnaryUnaryMultiCallable[_auth_pb2.DeleteApiKeyRequest, _empty_pb2.Empty]
@@ -123,6 +141,23 @@ class AuthServiceAsyncStub(AuthServiceStub):
     REST: `GET /v1/auth/me`.
     Errors: UNAUTHENTICATED when the credential is missing, expired or revoked.
     """
+    UpdateCurrentUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.UpdateCurrentUserRequest, _auth_pb2.User]  # type: ignore[assignment]
+    """Changes the caller's own profile (its display name) and returns the user (the
+    deployed service's addition to the reference).
+
+    REST: `PATCH /v1/auth/me` with the body `{name}`.
+    Errors: UNAUTHENTICATED when the credential is missing, expired or revoked;
+    INVALID_ARGUMENT when the name is rejected.
+    """
+    ChangePassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.ChangePasswordRequest, _auth_pb2.User]  # type: ignore[assignment]
+    """Changes the caller's password and returns the user (the deployed service's
+    addition to the reference).
+
+    REST: `POST /v1/auth/me/password` with the body `{current_password,
+    new_password}`.
+    Errors: UNAUTHENTICATED when the credential is missing or bad; INVALID_ARGUMENT
+    when the current password is wrong or the new one is shorter than 8 characters.
+    """
     CreateApiKey: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateApiKeyRequest, _auth_pb2.ApiKey]  # type: ignore[assignment]
     """Creates an API key for the caller. The answer is the only one that carries the
     secret key itself: store it then.
@@ -134,7 +169,8 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """Lists the caller's API keys, one page at a time, without their secret keys
     (each with its prefix instead).
 
-    REST: `GET /v1/auth/api-keys?limit=&offset=`.
+    REST: `GET /v1/auth/api-keys?limit=&offset=`. The deployed service takes no
+    paging parameters and answers a bare list of every key; the gateway pages it.
     Errors: INVALID_ARGUMENT when limit is outside 1..100 or offset is negative.
     """
     DeleteApiKey: _aio.UnaryUnaryMultiCallable[_auth_pb2.DeleteApiKeyRequest, _empty_pb2.Empty]  # type: ignore[assignment]
@@ -198,6 +234,35 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def UpdateCurrentUser(
+        self,
+        request: _auth_pb2.UpdateCurrentUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.User, _abc.Awaitable[_auth_pb2.User]]:
+        """Changes the caller's own profile (its display name) and returns the user (the
+        deployed service's addition to the reference).
+
+        REST: `PATCH /v1/auth/me` with the body `{name}`.
+        Errors: UNAUTHENTICATED when the credential is missing, expired or revoked;
+        INVALID_ARGUMENT when the name is rejected.
+        """
+
+    @_abc_1.abstractmethod
+    def ChangePassword(
+        self,
+        request: _auth_pb2.ChangePasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.User, _abc.Awaitable[_auth_pb2.User]]:
+        """Changes the caller's password and returns the user (the deployed service's
+        addition to the reference).
+
+        REST: `POST /v1/auth/me/password` with the body `{current_password,
+        new_password}`.
+        Errors: UNAUTHENTICATED when the credential is missing or bad; INVALID_ARGUMENT
+        when the current password is wrong or the new one is shorter than 8 characters.
+        """
+
+    @_abc_1.abstractmethod
     def CreateApiKey(
         self,
         request: _auth_pb2.CreateApiKeyRequest,
@@ -219,7 +284,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """Lists the caller's API keys, one page at a time, without their secret keys
         (each with its prefix instead).
 
-        REST: `GET /v1/auth/api-keys?limit=&offset=`.
+        REST: `GET /v1/auth/api-keys?limit=&offset=`. The deployed service takes no
+        paging parameters and answers a bare list of every key; the gateway pages it.
         Errors: INVALID_ARGUMENT when limit is outside 1..100 or offset is negative.
         """
 

@@ -22,6 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from gagiteck.v1 import upstream_pb2 as gagiteck_dot_v1_dot_upstream__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
@@ -29,7 +30,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gagiteck.v1 import streaming_pb2 as gagiteck_dot_v1_dot_streaming__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgagiteck/v1/execution.proto\x12\x0bgagiteck.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bgagiteck/v1/streaming.proto\"\xf4\x02\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x04type\x18\x02 \x01(\x0e\x32\x1a.gagiteck.v1.ExecutionType\x12\x13\n\x0bresource_id\x18\x03 \x01(\t\x12,\n\x06status\x18\x04 \x01(\x0e\x32\x1c.gagiteck.v1.ExecutionStatus\x12&\n\x05input\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x06result\x18\x06 \x01(\x0b\x32\x16.google.protobuf.Value\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12-\n\x0cstep_results\x18\x08 \x03(\x0b\x32\x17.gagiteck.v1.StepResult\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf2\x01\n\nStepResult\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12,\n\x06status\x18\x03 \x01(\x0e\x32\x1c.gagiteck.v1.ExecutionStatus\x12&\n\x06output\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x81\x01\n\x08LogEntry\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x05level\x18\x02 \x01(\x0e\x32\x15.gagiteck.v1.LogLevel\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0f\n\x07step_id\x18\x04 \x01(\t\"j\n\x15ListExecutionsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x05\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\x1c.gagiteck.v1.ExecutionStatusB\x04\xe2\x41\x01\x01\"l\n\x16ListExecutionsResponse\x12$\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x16.gagiteck.v1.Execution\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"1\n\x13GetExecutionRequest\x12\x1a\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"4\n\x16\x43\x61ncelExecutionRequest\x12\x1a\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"3\n\x15WatchExecutionRequest\x12\x1a\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"T\n\x17GetExecutionLogsRequest\x12\x1a\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x05\"m\n\x18GetExecutionLogsResponse\x12#\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x15.gagiteck.v1.LogEntry\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05*\xcc\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XECUTION_STATUS_PENDING\x10\x01\x12\x1c\n\x18\x45XECUTION_STATUS_RUNNING\x10\x02\x12\x1e\n\x1a\x45XECUTION_STATUS_COMPLETED\x10\x03\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x04\x12\x1e\n\x1a\x45XECUTION_STATUS_CANCELLED\x10\x05*f\n\rExecutionType\x12\x1e\n\x1a\x45XECUTION_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45XECUTION_TYPE_AGENT\x10\x01\x12\x1b\n\x17\x45XECUTION_TYPE_WORKFLOW\x10\x02*z\n\x08LogLevel\x12\x19\n\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOG_LEVEL_DEBUG\x10\x01\x12\x12\n\x0eLOG_LEVEL_INFO\x10\x02\x12\x15\n\x11LOG_LEVEL_WARNING\x10\x03\x12\x13\n\x0fLOG_LEVEL_ERROR\x10\x04\x32\xa9\x05\n\x10\x45xecutionService\x12q\n\x0eListExecutions\x12\".gagiteck.v1.ListExecutionsRequest\x1a#.gagiteck.v1.ListExecutionsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/executions\x12o\n\x0cGetExecution\x12 .gagiteck.v1.GetExecutionRequest\x1a\x16.gagiteck.v1.Execution\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/executions/{execution_id}\x12\x7f\n\x0f\x43\x61ncelExecution\x12#.gagiteck.v1.CancelExecutionRequest\x1a\x16.gagiteck.v1.Execution\"/\x82\xd3\xe4\x93\x02)\"$/v1/executions/{execution_id}/cancel:\x01*\x12\x8b\x01\n\x10GetExecutionLogs\x12$.gagiteck.v1.GetExecutionLogsRequest\x1a%.gagiteck.v1.GetExecutionLogsResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/executions/{execution_id}/logs\x12\xa1\x01\n\x0eWatchExecution\x12\".gagiteck.v1.WatchExecutionRequest\x1a\x16.gagiteck.v1.Execution\"Q\xea\xe0\x18(\x12&\n\x06status\x12\tcompleted\x12\x06\x66\x61iled\x12\tcancelled\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/executions/{execution_id}0\x01\x42m\n\x0f\x63om.gagiteck.v1B\x0e\x45xecutionProtoP\x01ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgagiteck/v1/execution.proto\x12\x0bgagiteck.v1\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bgagiteck/v1/streaming.proto\"\xfd\x03\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x30\n\x04type\x18\x02 \x01(\x0e\x32\x1a.gagiteck.v1.ExecutionTypeB\x06\xf2\xe0\x18\x02\x10\x01\x12\x1b\n\x0bresource_id\x18\x03 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01\x12,\n\x06status\x18\x04 \x01(\x0e\x32\x1c.gagiteck.v1.ExecutionStatus\x12\x34\n\x05input\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructB\x0c\xf2\xe0\x18\x08\n\x06inputs\x12\x35\n\x06result\x18\x06 \x01(\x0b\x32\x16.google.protobuf.ValueB\r\xf2\xe0\x18\t\n\x07outputs\x12\x15\n\x05\x65rror\x18\x07 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01\x12-\n\x0cstep_results\x18\x08 \x03(\x0b\x32\x17.gagiteck.v1.StepResult\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x0bworkflow_id\x18\x0b \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02\x12\x18\n\x08\x61gent_id\x18\x0c \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02\x12\x1b\n\x0b\x64uration_ms\x18\r \x01(\x03\x42\x06\xf2\xe0\x18\x02\x10\x02\"\x97\x02\n\nStepResult\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x14\n\x04name\x18\x02 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01\x12,\n\x06status\x18\x03 \x01(\x0e\x32\x1c.gagiteck.v1.ExecutionStatus\x12&\n\x06output\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x0b\x64uration_ms\x18\x08 \x01(\x03\x42\x06\xf2\xe0\x18\x02\x10\x02\"\x89\x01\n\x08LogEntry\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x05level\x18\x02 \x01(\x0e\x32\x15.gagiteck.v1.LogLevel\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x17\n\x07step_id\x18\x04 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01\"j\n\x15ListExecutionsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x05\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\x1c.gagiteck.v1.ExecutionStatusB\x04\xe2\x41\x01\x01\"l\n\x16ListExecutionsResponse\x12$\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x16.gagiteck.v1.Execution\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"1\n\x13GetExecutionRequest\x12\x1a\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"4\n\x16\x43\x61ncelExecutionRequest\x12\x1a\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"3\n\x15WatchExecutionRequest\x12\x1a\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"d\n\x17GetExecutionLogsRequest\x12\x1a\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x05limit\x18\x02 \x01(\x05\x42\x06\xf2\xe0\x18\x02\x10\x01\x12\x16\n\x06offset\x18\x03 \x01(\x05\x42\x06\xf2\xe0\x18\x02\x10\x01\"\x97\x01\n\x18GetExecutionLogsResponse\x12/\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x15.gagiteck.v1.LogEntryB\n\xf2\xe0\x18\x06\n\x04logs\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12\x1c\n\x0c\x65xecution_id\x18\x05 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02*\xcc\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XECUTION_STATUS_PENDING\x10\x01\x12\x1c\n\x18\x45XECUTION_STATUS_RUNNING\x10\x02\x12\x1e\n\x1a\x45XECUTION_STATUS_COMPLETED\x10\x03\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x04\x12\x1e\n\x1a\x45XECUTION_STATUS_CANCELLED\x10\x05*f\n\rExecutionType\x12\x1e\n\x1a\x45XECUTION_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45XECUTION_TYPE_AGENT\x10\x01\x12\x1b\n\x17\x45XECUTION_TYPE_WORKFLOW\x10\x02*z\n\x08LogLevel\x12\x19\n\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOG_LEVEL_DEBUG\x10\x01\x12\x12\n\x0eLOG_LEVEL_INFO\x10\x02\x12\x15\n\x11LOG_LEVEL_WARNING\x10\x03\x12\x13\n\x0fLOG_LEVEL_ERROR\x10\x04\x32\xa9\x05\n\x10\x45xecutionService\x12q\n\x0eListExecutions\x12\".gagiteck.v1.ListExecutionsRequest\x1a#.gagiteck.v1.ListExecutionsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/executions\x12o\n\x0cGetExecution\x12 .gagiteck.v1.GetExecutionRequest\x1a\x16.gagiteck.v1.Execution\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/executions/{execution_id}\x12\x7f\n\x0f\x43\x61ncelExecution\x12#.gagiteck.v1.CancelExecutionRequest\x1a\x16.gagiteck.v1.Execution\"/\x82\xd3\xe4\x93\x02)\"$/v1/executions/{execution_id}/cancel:\x01*\x12\x8b\x01\n\x10GetExecutionLogs\x12$.gagiteck.v1.GetExecutionLogsRequest\x1a%.gagiteck.v1.GetExecutionLogsResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/executions/{execution_id}/logs\x12\xa1\x01\n\x0eWatchExecution\x12\".gagiteck.v1.WatchExecutionRequest\x1a\x16.gagiteck.v1.Execution\"Q\xea\xe0\x18(\x12&\n\x06status\x12\tcompleted\x12\x06\x66\x61iled\x12\tcancelled\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/executions/{execution_id}0\x01\x42m\n\x0f\x63om.gagiteck.v1B\x0e\x45xecutionProtoP\x01ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +38,28 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gagiteck.v1.execution_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017com.gagiteck.v1B\016ExecutionProtoP\001ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1'
+  _globals['_EXECUTION'].fields_by_name['type']._loaded_options = None
+  _globals['_EXECUTION'].fields_by_name['type']._serialized_options = b'\362\340\030\002\020\001'
+  _globals['_EXECUTION'].fields_by_name['resource_id']._loaded_options = None
+  _globals['_EXECUTION'].fields_by_name['resource_id']._serialized_options = b'\362\340\030\002\020\001'
+  _globals['_EXECUTION'].fields_by_name['input']._loaded_options = None
+  _globals['_EXECUTION'].fields_by_name['input']._serialized_options = b'\362\340\030\010\n\006inputs'
+  _globals['_EXECUTION'].fields_by_name['result']._loaded_options = None
+  _globals['_EXECUTION'].fields_by_name['result']._serialized_options = b'\362\340\030\t\n\007outputs'
+  _globals['_EXECUTION'].fields_by_name['error']._loaded_options = None
+  _globals['_EXECUTION'].fields_by_name['error']._serialized_options = b'\362\340\030\002\020\001'
+  _globals['_EXECUTION'].fields_by_name['workflow_id']._loaded_options = None
+  _globals['_EXECUTION'].fields_by_name['workflow_id']._serialized_options = b'\362\340\030\002\020\002'
+  _globals['_EXECUTION'].fields_by_name['agent_id']._loaded_options = None
+  _globals['_EXECUTION'].fields_by_name['agent_id']._serialized_options = b'\362\340\030\002\020\002'
+  _globals['_EXECUTION'].fields_by_name['duration_ms']._loaded_options = None
+  _globals['_EXECUTION'].fields_by_name['duration_ms']._serialized_options = b'\362\340\030\002\020\002'
+  _globals['_STEPRESULT'].fields_by_name['name']._loaded_options = None
+  _globals['_STEPRESULT'].fields_by_name['name']._serialized_options = b'\362\340\030\002\020\001'
+  _globals['_STEPRESULT'].fields_by_name['duration_ms']._loaded_options = None
+  _globals['_STEPRESULT'].fields_by_name['duration_ms']._serialized_options = b'\362\340\030\002\020\002'
+  _globals['_LOGENTRY'].fields_by_name['step_id']._loaded_options = None
+  _globals['_LOGENTRY'].fields_by_name['step_id']._serialized_options = b'\362\340\030\002\020\001'
   _globals['_LISTEXECUTIONSREQUEST'].fields_by_name['status']._loaded_options = None
   _globals['_LISTEXECUTIONSREQUEST'].fields_by_name['status']._serialized_options = b'\342A\001\001'
   _globals['_GETEXECUTIONREQUEST'].fields_by_name['execution_id']._loaded_options = None
@@ -47,6 +70,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHEXECUTIONREQUEST'].fields_by_name['execution_id']._serialized_options = b'\342A\001\002'
   _globals['_GETEXECUTIONLOGSREQUEST'].fields_by_name['execution_id']._loaded_options = None
   _globals['_GETEXECUTIONLOGSREQUEST'].fields_by_name['execution_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETEXECUTIONLOGSREQUEST'].fields_by_name['limit']._loaded_options = None
+  _globals['_GETEXECUTIONLOGSREQUEST'].fields_by_name['limit']._serialized_options = b'\362\340\030\002\020\001'
+  _globals['_GETEXECUTIONLOGSREQUEST'].fields_by_name['offset']._loaded_options = None
+  _globals['_GETEXECUTIONLOGSREQUEST'].fields_by_name['offset']._serialized_options = b'\362\340\030\002\020\001'
+  _globals['_GETEXECUTIONLOGSRESPONSE'].fields_by_name['data']._loaded_options = None
+  _globals['_GETEXECUTIONLOGSRESPONSE'].fields_by_name['data']._serialized_options = b'\362\340\030\006\n\004logs'
+  _globals['_GETEXECUTIONLOGSRESPONSE'].fields_by_name['execution_id']._loaded_options = None
+  _globals['_GETEXECUTIONLOGSRESPONSE'].fields_by_name['execution_id']._serialized_options = b'\362\340\030\002\020\002'
   _globals['_EXECUTIONSERVICE'].methods_by_name['ListExecutions']._loaded_options = None
   _globals['_EXECUTIONSERVICE'].methods_by_name['ListExecutions']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/executions'
   _globals['_EXECUTIONSERVICE'].methods_by_name['GetExecution']._loaded_options = None
@@ -57,32 +88,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTIONSERVICE'].methods_by_name['GetExecutionLogs']._serialized_options = b'\202\323\344\223\002$\022\"/v1/executions/{execution_id}/logs'
   _globals['_EXECUTIONSERVICE'].methods_by_name['WatchExecution']._loaded_options = None
   _globals['_EXECUTIONSERVICE'].methods_by_name['WatchExecution']._serialized_options = b'\352\340\030(\022&\n\006status\022\tcompleted\022\006failed\022\tcancelled\202\323\344\223\002\037\022\035/v1/executions/{execution_id}'
-  _globals['_EXECUTIONSTATUS']._serialized_start=1525
-  _globals['_EXECUTIONSTATUS']._serialized_end=1729
-  _globals['_EXECUTIONTYPE']._serialized_start=1731
-  _globals['_EXECUTIONTYPE']._serialized_end=1833
-  _globals['_LOGLEVEL']._serialized_start=1835
-  _globals['_LOGLEVEL']._serialized_end=1957
-  _globals['_EXECUTION']._serialized_start=200
-  _globals['_EXECUTION']._serialized_end=572
-  _globals['_STEPRESULT']._serialized_start=575
-  _globals['_STEPRESULT']._serialized_end=817
-  _globals['_LOGENTRY']._serialized_start=820
-  _globals['_LOGENTRY']._serialized_end=949
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=951
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1057
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1059
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1167
-  _globals['_GETEXECUTIONREQUEST']._serialized_start=1169
-  _globals['_GETEXECUTIONREQUEST']._serialized_end=1218
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=1220
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=1272
-  _globals['_WATCHEXECUTIONREQUEST']._serialized_start=1274
-  _globals['_WATCHEXECUTIONREQUEST']._serialized_end=1325
-  _globals['_GETEXECUTIONLOGSREQUEST']._serialized_start=1327
-  _globals['_GETEXECUTIONLOGSREQUEST']._serialized_end=1411
-  _globals['_GETEXECUTIONLOGSRESPONSE']._serialized_start=1413
-  _globals['_GETEXECUTIONLOGSRESPONSE']._serialized_end=1522
-  _globals['_EXECUTIONSERVICE']._serialized_start=1960
-  _globals['_EXECUTIONSERVICE']._serialized_end=2641
+  _globals['_EXECUTIONSTATUS']._serialized_start=1794
+  _globals['_EXECUTIONSTATUS']._serialized_end=1998
+  _globals['_EXECUTIONTYPE']._serialized_start=2000
+  _globals['_EXECUTIONTYPE']._serialized_end=2102
+  _globals['_LOGLEVEL']._serialized_start=2104
+  _globals['_LOGLEVEL']._serialized_end=2226
+  _globals['_EXECUTION']._serialized_start=228
+  _globals['_EXECUTION']._serialized_end=737
+  _globals['_STEPRESULT']._serialized_start=740
+  _globals['_STEPRESULT']._serialized_end=1019
+  _globals['_LOGENTRY']._serialized_start=1022
+  _globals['_LOGENTRY']._serialized_end=1159
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1161
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1267
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1269
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1377
+  _globals['_GETEXECUTIONREQUEST']._serialized_start=1379
+  _globals['_GETEXECUTIONREQUEST']._serialized_end=1428
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=1430
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=1482
+  _globals['_WATCHEXECUTIONREQUEST']._serialized_start=1484
+  _globals['_WATCHEXECUTIONREQUEST']._serialized_end=1535
+  _globals['_GETEXECUTIONLOGSREQUEST']._serialized_start=1537
+  _globals['_GETEXECUTIONLOGSREQUEST']._serialized_end=1637
+  _globals['_GETEXECUTIONLOGSRESPONSE']._serialized_start=1640
+  _globals['_GETEXECUTIONLOGSRESPONSE']._serialized_end=1791
+  _globals['_EXECUTIONSERVICE']._serialized_start=2229
+  _globals['_EXECUTIONSERVICE']._serialized_end=2910
 # @@protoc_insertion_point(module_scope)

@@ -123,7 +123,10 @@ Global___LogLevel: _TypeAlias = LogLevel  # noqa: Y015
 @_typing.final
 class Execution(_message.Message):
     """One run of an agent or a workflow. REST resource `{id, type, resource_id, status,
-    input, result, error, step_results, started_at, completed_at}`. Output only.
+    input, result, error, step_results, started_at, completed_at}` in the reference
+    form; the deployed service answers `{id, workflow_id, agent_id, status, inputs,
+    outputs, step_results, started_at, completed_at, duration_ms}`, and its workflow
+    runs `{id, workflow_id, status, inputs, outputs, started_at}`. Output only.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -138,23 +141,42 @@ class Execution(_message.Message):
     STEP_RESULTS_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Server-assigned id, e.g. `exec_abc123`."""
+    """Server-assigned id, e.g. `exec_abc123` (a workflow run of the deployed service:
+    `run_…`).
+    """
     type: Global___ExecutionType.ValueType
-    """Whether an agent or a workflow runs."""
+    """Whether an agent or a workflow runs (reference form; the deployed service says
+    it by which of workflow_id and agent_id is set).
+    """
     resource_id: _builtins.str
-    """Id of the agent or workflow that runs, e.g. `workflow_xyz`."""
+    """Id of the agent or workflow that runs, e.g. `workflow_xyz` (reference form)."""
     status: Global___ExecutionStatus.ValueType
     """Current state."""
     error: _builtins.str
-    """Why the execution failed; empty unless status is FAILED (REST null)."""
+    """Why the execution failed; empty unless status is FAILED (REST null; reference
+    form).
+    """
+    workflow_id: _builtins.str
+    """The workflow that runs, for a workflow's execution or run (deployed form)."""
+    agent_id: _builtins.str
+    """The agent that runs, for an agent's execution (deployed form)."""
+    duration_ms: _builtins.int
+    """How long the execution ran, in milliseconds (deployed form)."""
     @_builtins.property
     def input(self) -> _struct_pb2.Struct:
-        """The input the run was started with, a free-form object."""
+        """The input the run was started with, a free-form object (`inputs` in the deployed
+        form).
+        """
 
     @_builtins.property
     def result(self) -> _struct_pb2.Value:
-        """The outcome once completed: any JSON value; unset before."""
+        """The outcome once completed: any JSON value; unset before (`outputs`, an object,
+        in the deployed form).
+        """
 
     @_builtins.property
     def step_results(self) -> _containers.RepeatedCompositeFieldContainer[Global___StepResult]:
@@ -183,10 +205,13 @@ class Execution(_message.Message):
         step_results: _abc.Iterable[Global___StepResult] | None = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         completed_at: _timestamp_pb2.Timestamp | None = ...,
+        workflow_id: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+        duration_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "input", b"input", "result", b"result", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "error", b"error", "id", b"id", "input", b"input", "resource_id", b"resource_id", "result", b"result", "started_at", b"started_at", "status", b"status", "step_results", b"step_results", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "completed_at", b"completed_at", "duration_ms", b"duration_ms", "error", b"error", "id", b"id", "input", b"input", "resource_id", b"resource_id", "result", b"result", "started_at", b"started_at", "status", b"status", "step_results", b"step_results", "type", b"type", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -207,14 +232,17 @@ class StepResult(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
     """Id of the step in the workflow, e.g. `step_1`."""
     name: _builtins.str
-    """Name of the step, e.g. `Research`."""
+    """Name of the step, e.g. `Research` (reference form)."""
     status: Global___ExecutionStatus.ValueType
     """State of the step (same vocabulary as executions)."""
     error: _builtins.str
     """Why the step failed; empty unless status is FAILED (REST null)."""
+    duration_ms: _builtins.int
+    """How long the step ran, in milliseconds (deployed form)."""
     @_builtins.property
     def output(self) -> _struct_pb2.Value:
         """What the step produced: any JSON value; unset until the step completes."""
@@ -237,10 +265,11 @@ class StepResult(_message.Message):
         error: _builtins.str = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         completed_at: _timestamp_pb2.Timestamp | None = ...,
+        duration_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "output", b"output", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "error", b"error", "name", b"name", "output", b"output", "started_at", b"started_at", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "duration_ms", b"duration_ms", "error", b"error", "name", b"name", "output", b"output", "started_at", b"started_at", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -264,7 +293,7 @@ class LogEntry(_message.Message):
     """The text of the entry."""
     step_id: _builtins.str
     """The workflow step the entry belongs to; empty for entries of the execution as a
-    whole (REST null).
+    whole (REST null; reference form).
     """
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp:
@@ -434,9 +463,13 @@ class GetExecutionLogsRequest(_message.Message):
     execution_id: _builtins.str
     """Id of the execution whose log to read. Path variable."""
     limit: _builtins.int
-    """Page size, 1..100; 0 means the server's default (20)."""
+    """Page size, 1..100; 0 means the server's default (20). The deployed service
+    answers the whole log; the gateway then pages it.
+    """
     offset: _builtins.int
-    """Number of entries to skip, >= 0; 0 starts at the first."""
+    """Number of entries to skip, >= 0; 0 starts at the first (paged by the gateway
+    against the deployed service, as limit).
+    """
     def __init__(
         self,
         *,
@@ -454,7 +487,9 @@ Global___GetExecutionLogsRequest: _TypeAlias = GetExecutionLogsRequest  # noqa: 
 
 @_typing.final
 class GetExecutionLogsResponse(_message.Message):
-    """Answer of ExecutionService.GetExecutionLogs, the REST `{data, total, limit, offset}`."""
+    """Answer of ExecutionService.GetExecutionLogs, the REST `{data, total, limit, offset}`
+    (the deployed service: `{execution_id, logs}`).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -462,15 +497,20 @@ class GetExecutionLogsResponse(_message.Message):
     TOTAL_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
     total: _builtins.int
     """Number of entries in the whole log, across all pages."""
     limit: _builtins.int
     """The page size the server applied."""
     offset: _builtins.int
     """The offset the server applied."""
+    execution_id: _builtins.str
+    """The execution the log belongs to (deployed form)."""
     @_builtins.property
     def data(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]:
-        """The log entries of this page, in the order they were written."""
+        """The log entries of this page, in the order they were written (`logs` in the
+        deployed form).
+        """
 
     def __init__(
         self,
@@ -479,10 +519,11 @@ class GetExecutionLogsResponse(_message.Message):
         total: _builtins.int = ...,
         limit: _builtins.int = ...,
         offset: _builtins.int = ...,
+        execution_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "limit", b"limit", "offset", b"offset", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "execution_id", b"execution_id", "limit", b"limit", "offset", b"offset", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

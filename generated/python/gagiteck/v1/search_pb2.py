@@ -22,11 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from gagiteck.v1 import upstream_pb2 as gagiteck_dot_v1_dot_upstream__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gagiteck/v1/search.proto\x12\x0bgagiteck.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"j\n\x0cSearchResult\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x01\"j\n\rSearchRequest\x12\x0f\n\x01q\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05types\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06status\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x0e\n\x06offset\x18\x05 \x01(\x05\"g\n\x0eSearchResponse\x12\'\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x19.gagiteck.v1.SearchResult\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x32\x66\n\rSearchService\x12U\n\x06Search\x12\x1a.gagiteck.v1.SearchRequest\x1a\x1b.gagiteck.v1.SearchResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/searchBj\n\x0f\x63om.gagiteck.v1B\x0bSearchProtoP\x01ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gagiteck/v1/search.proto\x12\x0bgagiteck.v1\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x01\n\x0cSearchResult\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x01\x12\x36\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xf2\xe0\x18\x02\x10\x02\"r\n\rSearchRequest\x12\x0f\n\x01q\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05types\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06status\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x16\n\x06offset\x18\x05 \x01(\x05\x42\x06\xf2\xe0\x18\x02\x10\x01\"\xa6\x01\n\x0eSearchResponse\x12\x36\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x19.gagiteck.v1.SearchResultB\r\xf2\xe0\x18\t\n\x07results\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12\x15\n\x05query\x18\x05 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02\x12\x17\n\x07took_ms\x18\x06 \x01(\x01\x42\x06\xf2\xe0\x18\x02\x10\x02\"C\n\x1bGetSearchSuggestionsRequest\x12\x0f\n\x01q\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05limit\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\"R\n\x1cGetSearchSuggestionsResponse\x12\x32\n\x0bsuggestions\x18\x01 \x03(\x0b\x32\x1d.gagiteck.v1.SearchSuggestion\".\n\x10SearchSuggestion\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t2\xf4\x01\n\rSearchService\x12U\n\x06Search\x12\x1a.gagiteck.v1.SearchRequest\x1a\x1b.gagiteck.v1.SearchResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/search\x12\x8b\x01\n\x14GetSearchSuggestions\x12(.gagiteck.v1.GetSearchSuggestionsRequest\x1a).gagiteck.v1.GetSearchSuggestionsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/search/suggestionsBj\n\x0f\x63om.gagiteck.v1B\x0bSearchProtoP\x01ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,20 +36,42 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gagiteck.v1.search_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017com.gagiteck.v1B\013SearchProtoP\001ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1'
+  _globals['_SEARCHRESULT'].fields_by_name['created_at']._loaded_options = None
+  _globals['_SEARCHRESULT'].fields_by_name['created_at']._serialized_options = b'\362\340\030\002\020\002'
   _globals['_SEARCHREQUEST'].fields_by_name['q']._loaded_options = None
   _globals['_SEARCHREQUEST'].fields_by_name['q']._serialized_options = b'\342A\001\002'
   _globals['_SEARCHREQUEST'].fields_by_name['types']._loaded_options = None
   _globals['_SEARCHREQUEST'].fields_by_name['types']._serialized_options = b'\342A\001\001'
   _globals['_SEARCHREQUEST'].fields_by_name['status']._loaded_options = None
   _globals['_SEARCHREQUEST'].fields_by_name['status']._serialized_options = b'\342A\001\001'
+  _globals['_SEARCHREQUEST'].fields_by_name['offset']._loaded_options = None
+  _globals['_SEARCHREQUEST'].fields_by_name['offset']._serialized_options = b'\362\340\030\002\020\001'
+  _globals['_SEARCHRESPONSE'].fields_by_name['data']._loaded_options = None
+  _globals['_SEARCHRESPONSE'].fields_by_name['data']._serialized_options = b'\362\340\030\t\n\007results'
+  _globals['_SEARCHRESPONSE'].fields_by_name['query']._loaded_options = None
+  _globals['_SEARCHRESPONSE'].fields_by_name['query']._serialized_options = b'\362\340\030\002\020\002'
+  _globals['_SEARCHRESPONSE'].fields_by_name['took_ms']._loaded_options = None
+  _globals['_SEARCHRESPONSE'].fields_by_name['took_ms']._serialized_options = b'\362\340\030\002\020\002'
+  _globals['_GETSEARCHSUGGESTIONSREQUEST'].fields_by_name['q']._loaded_options = None
+  _globals['_GETSEARCHSUGGESTIONSREQUEST'].fields_by_name['q']._serialized_options = b'\342A\001\002'
+  _globals['_GETSEARCHSUGGESTIONSREQUEST'].fields_by_name['limit']._loaded_options = None
+  _globals['_GETSEARCHSUGGESTIONSREQUEST'].fields_by_name['limit']._serialized_options = b'\342A\001\001'
   _globals['_SEARCHSERVICE'].methods_by_name['Search']._loaded_options = None
   _globals['_SEARCHSERVICE'].methods_by_name['Search']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/search'
-  _globals['_SEARCHRESULT']._serialized_start=104
-  _globals['_SEARCHRESULT']._serialized_end=210
-  _globals['_SEARCHREQUEST']._serialized_start=212
-  _globals['_SEARCHREQUEST']._serialized_end=318
-  _globals['_SEARCHRESPONSE']._serialized_start=320
-  _globals['_SEARCHRESPONSE']._serialized_end=423
-  _globals['_SEARCHSERVICE']._serialized_start=425
-  _globals['_SEARCHSERVICE']._serialized_end=527
+  _globals['_SEARCHSERVICE'].methods_by_name['GetSearchSuggestions']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['GetSearchSuggestions']._serialized_options = b'\202\323\344\223\002\030\022\026/v1/search/suggestions'
+  _globals['_SEARCHRESULT']._serialized_start=166
+  _globals['_SEARCHRESULT']._serialized_end=328
+  _globals['_SEARCHREQUEST']._serialized_start=330
+  _globals['_SEARCHREQUEST']._serialized_end=444
+  _globals['_SEARCHRESPONSE']._serialized_start=447
+  _globals['_SEARCHRESPONSE']._serialized_end=613
+  _globals['_GETSEARCHSUGGESTIONSREQUEST']._serialized_start=615
+  _globals['_GETSEARCHSUGGESTIONSREQUEST']._serialized_end=682
+  _globals['_GETSEARCHSUGGESTIONSRESPONSE']._serialized_start=684
+  _globals['_GETSEARCHSUGGESTIONSRESPONSE']._serialized_end=766
+  _globals['_SEARCHSUGGESTION']._serialized_start=768
+  _globals['_SEARCHSUGGESTION']._serialized_end=814
+  _globals['_SEARCHSERVICE']._serialized_start=817
+  _globals['_SEARCHSERVICE']._serialized_end=1061
 # @@protoc_insertion_point(module_scope)

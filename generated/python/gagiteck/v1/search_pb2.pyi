@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
@@ -32,6 +33,7 @@ class SearchResult(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     SCORE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     """Kind of resource, e.g. `agent` or `workflow` (kept a string: the REST API may
     search more kinds).
@@ -48,6 +50,10 @@ class SearchResult(_message.Message):
     """
     score: _builtins.float
     """Relevance; higher is a better match."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the resource was created (deployed form)."""
+
     def __init__(
         self,
         *,
@@ -57,10 +63,11 @@ class SearchResult(_message.Message):
         description: _builtins.str = ...,
         status: _builtins.str = ...,
         score: _builtins.float = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id", "name", b"name", "score", b"score", "status", b"status", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "id", b"id", "name", b"name", "score", b"score", "status", b"status", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -92,7 +99,9 @@ class SearchRequest(_message.Message):
     limit: _builtins.int
     """Page size, 1..100; 0 means the server's default (20)."""
     offset: _builtins.int
-    """Number of hits to skip, >= 0; 0 starts at the first."""
+    """Number of hits to skip, >= 0; 0 starts at the first. The deployed service takes
+    only a limit: against it the gateway skips offset hits of those it answers.
+    """
     def __init__(
         self,
         *,
@@ -112,7 +121,9 @@ Global___SearchRequest: _TypeAlias = SearchRequest  # noqa: Y015
 
 @_typing.final
 class SearchResponse(_message.Message):
-    """Answer of SearchService.Search, the REST `{data, total, limit, offset}`."""
+    """Answer of SearchService.Search, the REST `{data, total, limit, offset}` (the deployed
+    service: `{query, results, total, took_ms}`).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -120,15 +131,21 @@ class SearchResponse(_message.Message):
     TOTAL_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    TOOK_MS_FIELD_NUMBER: _builtins.int
     total: _builtins.int
     """Number of hits, across all pages."""
     limit: _builtins.int
     """The page size the server applied."""
     offset: _builtins.int
     """The offset the server applied."""
+    query: _builtins.str
+    """The query the service searched for (deployed form)."""
+    took_ms: _builtins.float
+    """How long the search took in the service, in milliseconds (deployed form)."""
     @_builtins.property
     def data(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchResult]:
-        """The hits of this page, best first."""
+        """The hits of this page, best first (`results` in the deployed form)."""
 
     def __init__(
         self,
@@ -137,11 +154,89 @@ class SearchResponse(_message.Message):
         total: _builtins.int = ...,
         limit: _builtins.int = ...,
         offset: _builtins.int = ...,
+        query: _builtins.str = ...,
+        took_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "limit", b"limit", "offset", b"offset", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "limit", b"limit", "offset", b"offset", "query", b"query", "took_ms", b"took_ms", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SearchResponse: _TypeAlias = SearchResponse  # noqa: Y015
+
+@_typing.final
+class GetSearchSuggestionsRequest(_message.Message):
+    """Request of SearchService.GetSearchSuggestions. Both fields become query parameters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    Q_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    q: _builtins.str
+    """The partial query, 1..50 characters, e.g. `supp`."""
+    limit: _builtins.int
+    """Most suggestions to return, 1..10; 0 means the server's default (5)."""
+    def __init__(
+        self,
+        *,
+        q: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "q", b"q"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSearchSuggestionsRequest: _TypeAlias = GetSearchSuggestionsRequest  # noqa: Y015
+
+@_typing.final
+class GetSearchSuggestionsResponse(_message.Message):
+    """Answer of SearchService.GetSearchSuggestions, the REST `{suggestions}`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUGGESTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def suggestions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchSuggestion]:
+        """The suggestions, at most limit, without repeats."""
+
+    def __init__(
+        self,
+        *,
+        suggestions: _abc.Iterable[Global___SearchSuggestion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["suggestions", b"suggestions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSearchSuggestionsResponse: _TypeAlias = GetSearchSuggestionsResponse  # noqa: Y015
+
+@_typing.final
+class SearchSuggestion(_message.Message):
+    """One completion of a partial query. REST object `{text, type}`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """The suggested text: a resource's name."""
+    type: _builtins.str
+    """Kind of resource it names, e.g. `agent` or `workflow`."""
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchSuggestion: _TypeAlias = SearchSuggestion  # noqa: Y015

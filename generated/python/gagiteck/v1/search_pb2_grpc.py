@@ -49,6 +49,11 @@ class SearchServiceStub(object):
                 request_serializer=gagiteck_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
                 response_deserializer=gagiteck_dot_v1_dot_search__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.GetSearchSuggestions = channel.unary_unary(
+                '/gagiteck.v1.SearchService/GetSearchSuggestions',
+                request_serializer=gagiteck_dot_v1_dot_search__pb2.GetSearchSuggestionsRequest.SerializeToString,
+                response_deserializer=gagiteck_dot_v1_dot_search__pb2.GetSearchSuggestionsResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer(object):
@@ -76,6 +81,18 @@ class SearchServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSearchSuggestions(self, request, context):
+        """Suggests completions of a partial query: names of agents and workflows that
+        contain it (the deployed service's addition to the reference).
+
+        REST: `GET /v1/search/suggestions?q=&limit=`.
+        Errors: INVALID_ARGUMENT when q is missing or longer than 50 characters, or limit
+        is outside 1..10.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -83,6 +100,11 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=gagiteck_dot_v1_dot_search__pb2.SearchRequest.FromString,
                     response_serializer=gagiteck_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
+            ),
+            'GetSearchSuggestions': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSearchSuggestions,
+                    request_deserializer=gagiteck_dot_v1_dot_search__pb2.GetSearchSuggestionsRequest.FromString,
+                    response_serializer=gagiteck_dot_v1_dot_search__pb2.GetSearchSuggestionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -122,6 +144,33 @@ class SearchService(object):
             '/gagiteck.v1.SearchService/Search',
             gagiteck_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
             gagiteck_dot_v1_dot_search__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSearchSuggestions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gagiteck.v1.SearchService/GetSearchSuggestions',
+            gagiteck_dot_v1_dot_search__pb2.GetSearchSuggestionsRequest.SerializeToString,
+            gagiteck_dot_v1_dot_search__pb2.GetSearchSuggestionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

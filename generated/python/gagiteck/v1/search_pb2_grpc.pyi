@@ -51,6 +51,14 @@ class SearchServiceStub:
     Errors: INVALID_ARGUMENT when q is missing, limit is outside 1..100 or offset
     is negative.
     """
+    GetSearchSuggestions: _grpc.UnaryUnaryMultiCallable[_search_pb2.GetSearchSuggestionsRequest, _search_pb2.GetSearchSuggestionsResponse]
+    """Suggests completions of a partial query: names of agents and workflows that
+    contain it (the deployed service's addition to the reference).
+
+    REST: `GET /v1/search/suggestions?q=&limit=`.
+    Errors: INVALID_ARGUMENT when q is missing or longer than 50 characters, or limit
+    is outside 1..10.
+    """
 
 @_typing.type_check_only
 class SearchServiceAsyncStub(SearchServiceStub):
@@ -74,6 +82,14 @@ class SearchServiceAsyncStub(SearchServiceStub):
     REST: `GET /v1/search?q=&types=&status=&limit=&offset=`.
     Errors: INVALID_ARGUMENT when q is missing, limit is outside 1..100 or offset
     is negative.
+    """
+    GetSearchSuggestions: _aio.UnaryUnaryMultiCallable[_search_pb2.GetSearchSuggestionsRequest, _search_pb2.GetSearchSuggestionsResponse]  # type: ignore[assignment]
+    """Suggests completions of a partial query: names of agents and workflows that
+    contain it (the deployed service's addition to the reference).
+
+    REST: `GET /v1/search/suggestions?q=&limit=`.
+    Errors: INVALID_ARGUMENT when q is missing or longer than 50 characters, or limit
+    is outside 1..10.
     """
 
 class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -101,6 +117,20 @@ class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
         REST: `GET /v1/search?q=&types=&status=&limit=&offset=`.
         Errors: INVALID_ARGUMENT when q is missing, limit is outside 1..100 or offset
         is negative.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSearchSuggestions(
+        self,
+        request: _search_pb2.GetSearchSuggestionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_search_pb2.GetSearchSuggestionsResponse, _abc.Awaitable[_search_pb2.GetSearchSuggestionsResponse]]:
+        """Suggests completions of a partial query: names of agents and workflows that
+        contain it (the deployed service's addition to the reference).
+
+        REST: `GET /v1/search/suggestions?q=&limit=`.
+        Errors: INVALID_ARGUMENT when q is missing or longer than 50 characters, or limit
+        is outside 1..10.
         """
 
 def add_SearchServiceServicer_to_server(servicer: SearchServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

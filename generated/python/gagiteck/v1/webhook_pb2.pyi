@@ -36,6 +36,8 @@ class Webhook(_message.Message):
     ACTIVE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    LAST_TRIGGERED_AT_FIELD_NUMBER: _builtins.int
+    FAILURE_COUNT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id."""
     url: _builtins.str
@@ -50,8 +52,11 @@ class Webhook(_message.Message):
     """What the webhook is for, free text."""
     active: _builtins.bool
     """Whether events are delivered. Unset on create takes the server's default
-    (active); `optional` so that false can be sent.
+    (active); `optional` so that false can be sent. The deployed service calls it
+    `is_active`; both names are sent and read.
     """
+    failure_count: _builtins.int
+    """Deliveries that failed since the last one that succeeded (deployed form)."""
     @_builtins.property
     def events(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The event names to deliver, e.g. `execution.completed` (see ListWebhookEvents)."""
@@ -64,6 +69,10 @@ class Webhook(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp:
         """When the webhook last changed."""
 
+    @_builtins.property
+    def last_triggered_at(self) -> _timestamp_pb2.Timestamp:
+        """When an event was last sent to the webhook (deployed form)."""
+
     def __init__(
         self,
         *,
@@ -75,10 +84,12 @@ class Webhook(_message.Message):
         active: _builtins.bool | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        last_triggered_at: _timestamp_pb2.Timestamp | None = ...,
+        failure_count: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_active", b"_active", "active", b"active", "created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_active", b"_active", "active", b"active", "created_at", b"created_at", "last_triggered_at", b"last_triggered_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active", b"_active", "active", b"active", "created_at", b"created_at", "description", b"description", "events", b"events", "id", b"id", "secret", b"secret", "updated_at", b"updated_at", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active", b"_active", "active", b"active", "created_at", b"created_at", "description", b"description", "events", b"events", "failure_count", b"failure_count", "id", b"id", "last_triggered_at", b"last_triggered_at", "secret", b"secret", "updated_at", b"updated_at", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__active: _TypeAlias = _typing.Literal["active"]  # noqa: Y015
     _WhichOneofArgType__active: _TypeAlias = _typing.Literal["_active", b"_active"]  # noqa: Y015
@@ -89,7 +100,10 @@ Global___Webhook: _TypeAlias = Webhook  # noqa: Y015
 @_typing.final
 class WebhookDelivery(_message.Message):
     """The outcome of one delivery attempt. REST object `{id, webhook_id, event,
-    success, status_code, duration_ms, error, delivered_at}`. Output only.
+    success, status_code, duration_ms, error, delivered_at}` in the reference form, which
+    delivers at once; the deployed service queues the delivery and answers only
+    `{message, event_id}` (its event type is `test`), so against it the outcome fields
+    stay unset and the delivery's result is what the receiver sees. Output only.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -102,23 +116,31 @@ class WebhookDelivery(_message.Message):
     DURATION_MS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     DELIVERED_AT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Server-assigned id of the delivery."""
+    """Server-assigned id of the delivery (reference form)."""
     webhook_id: _builtins.str
-    """The webhook delivered to."""
+    """The webhook delivered to (reference form)."""
     event: _builtins.str
-    """The event name delivered, e.g. `webhook.test`."""
+    """The event name delivered, e.g. `webhook.test` (reference form)."""
     success: _builtins.bool
-    """Whether the receiver answered with a 2xx status in time."""
+    """Whether the receiver answered with a 2xx status in time (reference form)."""
     status_code: _builtins.int
-    """The HTTP status the receiver answered; 0 when no answer arrived."""
+    """The HTTP status the receiver answered; 0 when no answer arrived (reference form)."""
     duration_ms: _builtins.int
-    """How long the delivery took, in milliseconds."""
+    """How long the delivery took, in milliseconds (reference form)."""
     error: _builtins.str
-    """Why the delivery failed; empty when it succeeded (REST null)."""
+    """Why the delivery failed; empty when it succeeded (REST null; reference form)."""
+    message: _builtins.str
+    """What the deployed service says of the queued delivery, e.g. `Test webhook queued`
+    (deployed form).
+    """
+    event_id: _builtins.str
+    """Id of the queued test event, the X-Webhook-ID its receiver sees (deployed form)."""
     @_builtins.property
     def delivered_at(self) -> _timestamp_pb2.Timestamp:
-        """When the delivery was made."""
+        """When the delivery was made (reference form)."""
 
     def __init__(
         self,
@@ -131,10 +153,12 @@ class WebhookDelivery(_message.Message):
         duration_ms: _builtins.int = ...,
         error: _builtins.str = ...,
         delivered_at: _timestamp_pb2.Timestamp | None = ...,
+        message: _builtins.str = ...,
+        event_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["delivered_at", b"delivered_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivered_at", b"delivered_at", "duration_ms", b"duration_ms", "error", b"error", "event", b"event", "id", b"id", "status_code", b"status_code", "success", b"success", "webhook_id", b"webhook_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivered_at", b"delivered_at", "duration_ms", b"duration_ms", "error", b"error", "event", b"event", "event_id", b"event_id", "id", b"id", "message", b"message", "status_code", b"status_code", "success", b"success", "webhook_id", b"webhook_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -149,9 +173,14 @@ class ListWebhooksRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
-    """Page size, 1..100; 0 means the server's default (20)."""
+    """Page size, 1..100; 0 means the server's default (20). The deployed service takes
+    no paging parameters and answers every webhook: the gateway then pages the
+    answer itself.
+    """
     offset: _builtins.int
-    """Number of webhooks to skip, >= 0; 0 starts at the first."""
+    """Number of webhooks to skip, >= 0; 0 starts at the first (paged by the gateway
+    against the deployed service, as limit).
+    """
     def __init__(
         self,
         *,

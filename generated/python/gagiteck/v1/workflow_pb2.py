@@ -23,6 +23,7 @@ _sym_db = _symbol_database.Default()
 
 
 from gagiteck.v1 import execution_pb2 as gagiteck_dot_v1_dot_execution__pb2
+from gagiteck.v1 import upstream_pb2 as gagiteck_dot_v1_dot_upstream__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
@@ -31,7 +32,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1agagiteck/v1/workflow.proto\x12\x0bgagiteck.v1\x1a\x1bgagiteck/v1/execution.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x02\n\x08Workflow\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12(\n\x05steps\x18\x04 \x03(\x0b\x32\x19.gagiteck.v1.WorkflowStep\x12+\n\x06status\x18\x05 \x01(\x0e\x32\x1b.gagiteck.v1.WorkflowStatus\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x34\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"_\n\x0cWorkflowStep\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\'\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"5\n\x14ListWorkflowsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x05\"j\n\x15ListWorkflowsResponse\x12#\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x15.gagiteck.v1.Workflow\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"F\n\x15\x43reateWorkflowRequest\x12-\n\x08workflow\x18\x01 \x01(\x0b\x32\x15.gagiteck.v1.WorkflowB\x04\xe2\x41\x01\x02\"/\n\x12GetWorkflowRequest\x12\x19\n\x0bworkflow_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x98\x01\n\x15UpdateWorkflowRequest\x12\x19\n\x0bworkflow_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x08workflow\x18\x02 \x01(\x0b\x32\x15.gagiteck.v1.WorkflowB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"2\n\x15\x44\x65leteWorkflowRequest\x12\x19\n\x0bworkflow_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"a\n\x16TriggerWorkflowRequest\x12\x19\n\x0bworkflow_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12,\n\x05input\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\"S\n\x17ListWorkflowRunsRequest\x12\x19\n\x0bworkflow_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x05\"n\n\x18ListWorkflowRunsResponse\x12$\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x16.gagiteck.v1.Execution\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05*\x89\x01\n\x0eWorkflowStatus\x12\x1f\n\x1bWORKFLOW_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16WORKFLOW_STATUS_ACTIVE\x10\x01\x12\x1c\n\x18WORKFLOW_STATUS_INACTIVE\x10\x02\x12\x1c\n\x18WORKFLOW_STATUS_ARCHIVED\x10\x03\x32\xd5\x06\n\x0fWorkflowService\x12m\n\rListWorkflows\x12!.gagiteck.v1.ListWorkflowsRequest\x1a\".gagiteck.v1.ListWorkflowsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/workflows\x12l\n\x0e\x43reateWorkflow\x12\".gagiteck.v1.CreateWorkflowRequest\x1a\x15.gagiteck.v1.Workflow\"\x1f\x82\xd3\xe4\x93\x02\x19\"\r/v1/workflows:\x08workflow\x12j\n\x0bGetWorkflow\x12\x1f.gagiteck.v1.GetWorkflowRequest\x1a\x15.gagiteck.v1.Workflow\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/workflows/{workflow_id}\x12z\n\x0eUpdateWorkflow\x12\".gagiteck.v1.UpdateWorkflowRequest\x1a\x15.gagiteck.v1.Workflow\"-\x82\xd3\xe4\x93\x02\'2\x1b/v1/workflows/{workflow_id}:\x08workflow\x12q\n\x0e\x44\x65leteWorkflow\x12\".gagiteck.v1.DeleteWorkflowRequest\x1a\x16.google.protobuf.Empty\"#\x82\xd3\xe4\x93\x02\x1d*\x1b/v1/workflows/{workflow_id}\x12~\n\x0fTriggerWorkflow\x12#.gagiteck.v1.TriggerWorkflowRequest\x1a\x16.gagiteck.v1.Execution\".\x82\xd3\xe4\x93\x02(\"#/v1/workflows/{workflow_id}/trigger:\x01*\x12\x89\x01\n\x10ListWorkflowRuns\x12$.gagiteck.v1.ListWorkflowRunsRequest\x1a%.gagiteck.v1.ListWorkflowRunsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/workflows/{workflow_id}/runsBl\n\x0f\x63om.gagiteck.v1B\rWorkflowProtoP\x01ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1agagiteck/v1/workflow.proto\x12\x0bgagiteck.v1\x1a\x1bgagiteck/v1/execution.proto\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe6\x02\n\x08Workflow\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12(\n\x05steps\x18\x04 \x03(\x0b\x32\x19.gagiteck.v1.WorkflowStep\x12+\n\x06status\x18\x05 \x01(\x0e\x32\x1b.gagiteck.v1.WorkflowStatus\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x34\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x31\n\x08triggers\x18\t \x03(\x0b\x32\x17.google.protobuf.StructB\x06\xf2\xe0\x18\x02\x10\x02\"\x94\x02\n\x0cWorkflowStep\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x04type\x18\x02 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01\x12\x0c\n\x04name\x18\x03 \x01(\t\x12/\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructB\x06\xf2\xe0\x18\x02\x10\x01\x12\x18\n\x08\x61gent_id\x18\x05 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02\x12\x16\n\x06\x61\x63tion\x18\x06 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02\x12\x1e\n\x0einput_template\x18\x07 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02\x12\x1a\n\ndepends_on\x18\x08 \x03(\tB\x06\xf2\xe0\x18\x02\x10\x02\x12\x19\n\tcondition\x18\t \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02\x12\x1a\n\ntimeout_ms\x18\n \x01(\x05\x42\x06\xf2\xe0\x18\x02\x10\x02\"5\n\x14ListWorkflowsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x05\"j\n\x15ListWorkflowsResponse\x12#\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x15.gagiteck.v1.Workflow\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"F\n\x15\x43reateWorkflowRequest\x12-\n\x08workflow\x18\x01 \x01(\x0b\x32\x15.gagiteck.v1.WorkflowB\x04\xe2\x41\x01\x02\"/\n\x12GetWorkflowRequest\x12\x19\n\x0bworkflow_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x98\x01\n\x15UpdateWorkflowRequest\x12\x19\n\x0bworkflow_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x08workflow\x18\x02 \x01(\x0b\x32\x15.gagiteck.v1.WorkflowB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"2\n\x15\x44\x65leteWorkflowRequest\x12\x19\n\x0bworkflow_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"m\n\x16TriggerWorkflowRequest\x12\x19\n\x0bworkflow_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x38\n\x05input\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x10\xe2\x41\x01\x01\xf2\xe0\x18\x08\n\x06inputs\"c\n\x17ListWorkflowRunsRequest\x12\x19\n\x0bworkflow_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x05limit\x18\x02 \x01(\x05\x42\x06\xf2\xe0\x18\x02\x10\x01\x12\x16\n\x06offset\x18\x03 \x01(\x05\x42\x06\xf2\xe0\x18\x02\x10\x01\"n\n\x18ListWorkflowRunsResponse\x12$\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x16.gagiteck.v1.Execution\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05*\x89\x01\n\x0eWorkflowStatus\x12\x1f\n\x1bWORKFLOW_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16WORKFLOW_STATUS_ACTIVE\x10\x01\x12\x1c\n\x18WORKFLOW_STATUS_INACTIVE\x10\x02\x12\x1c\n\x18WORKFLOW_STATUS_ARCHIVED\x10\x03\x32\xd5\x06\n\x0fWorkflowService\x12m\n\rListWorkflows\x12!.gagiteck.v1.ListWorkflowsRequest\x1a\".gagiteck.v1.ListWorkflowsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/workflows\x12l\n\x0e\x43reateWorkflow\x12\".gagiteck.v1.CreateWorkflowRequest\x1a\x15.gagiteck.v1.Workflow\"\x1f\x82\xd3\xe4\x93\x02\x19\"\r/v1/workflows:\x08workflow\x12j\n\x0bGetWorkflow\x12\x1f.gagiteck.v1.GetWorkflowRequest\x1a\x15.gagiteck.v1.Workflow\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/workflows/{workflow_id}\x12z\n\x0eUpdateWorkflow\x12\".gagiteck.v1.UpdateWorkflowRequest\x1a\x15.gagiteck.v1.Workflow\"-\x82\xd3\xe4\x93\x02\'2\x1b/v1/workflows/{workflow_id}:\x08workflow\x12q\n\x0e\x44\x65leteWorkflow\x12\".gagiteck.v1.DeleteWorkflowRequest\x1a\x16.google.protobuf.Empty\"#\x82\xd3\xe4\x93\x02\x1d*\x1b/v1/workflows/{workflow_id}\x12~\n\x0fTriggerWorkflow\x12#.gagiteck.v1.TriggerWorkflowRequest\x1a\x16.gagiteck.v1.Execution\".\x82\xd3\xe4\x93\x02(\"#/v1/workflows/{workflow_id}/trigger:\x01*\x12\x89\x01\n\x10ListWorkflowRuns\x12$.gagiteck.v1.ListWorkflowRunsRequest\x1a%.gagiteck.v1.ListWorkflowRunsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/workflows/{workflow_id}/runsBl\n\x0f\x63om.gagiteck.v1B\rWorkflowProtoP\x01ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,6 +48,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKFLOW'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
   _globals['_WORKFLOW'].fields_by_name['updated_at']._loaded_options = None
   _globals['_WORKFLOW'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003'
+  _globals['_WORKFLOW'].fields_by_name['triggers']._loaded_options = None
+  _globals['_WORKFLOW'].fields_by_name['triggers']._serialized_options = b'\362\340\030\002\020\002'
+  _globals['_WORKFLOWSTEP'].fields_by_name['type']._loaded_options = None
+  _globals['_WORKFLOWSTEP'].fields_by_name['type']._serialized_options = b'\362\340\030\002\020\001'
+  _globals['_WORKFLOWSTEP'].fields_by_name['config']._loaded_options = None
+  _globals['_WORKFLOWSTEP'].fields_by_name['config']._serialized_options = b'\362\340\030\002\020\001'
+  _globals['_WORKFLOWSTEP'].fields_by_name['agent_id']._loaded_options = None
+  _globals['_WORKFLOWSTEP'].fields_by_name['agent_id']._serialized_options = b'\362\340\030\002\020\002'
+  _globals['_WORKFLOWSTEP'].fields_by_name['action']._loaded_options = None
+  _globals['_WORKFLOWSTEP'].fields_by_name['action']._serialized_options = b'\362\340\030\002\020\002'
+  _globals['_WORKFLOWSTEP'].fields_by_name['input_template']._loaded_options = None
+  _globals['_WORKFLOWSTEP'].fields_by_name['input_template']._serialized_options = b'\362\340\030\002\020\002'
+  _globals['_WORKFLOWSTEP'].fields_by_name['depends_on']._loaded_options = None
+  _globals['_WORKFLOWSTEP'].fields_by_name['depends_on']._serialized_options = b'\362\340\030\002\020\002'
+  _globals['_WORKFLOWSTEP'].fields_by_name['condition']._loaded_options = None
+  _globals['_WORKFLOWSTEP'].fields_by_name['condition']._serialized_options = b'\362\340\030\002\020\002'
+  _globals['_WORKFLOWSTEP'].fields_by_name['timeout_ms']._loaded_options = None
+  _globals['_WORKFLOWSTEP'].fields_by_name['timeout_ms']._serialized_options = b'\362\340\030\002\020\002'
   _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['workflow']._loaded_options = None
   _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['workflow']._serialized_options = b'\342A\001\002'
   _globals['_GETWORKFLOWREQUEST'].fields_by_name['workflow_id']._loaded_options = None
@@ -62,9 +81,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRIGGERWORKFLOWREQUEST'].fields_by_name['workflow_id']._loaded_options = None
   _globals['_TRIGGERWORKFLOWREQUEST'].fields_by_name['workflow_id']._serialized_options = b'\342A\001\002'
   _globals['_TRIGGERWORKFLOWREQUEST'].fields_by_name['input']._loaded_options = None
-  _globals['_TRIGGERWORKFLOWREQUEST'].fields_by_name['input']._serialized_options = b'\342A\001\001'
+  _globals['_TRIGGERWORKFLOWREQUEST'].fields_by_name['input']._serialized_options = b'\342A\001\001\362\340\030\010\n\006inputs'
   _globals['_LISTWORKFLOWRUNSREQUEST'].fields_by_name['workflow_id']._loaded_options = None
   _globals['_LISTWORKFLOWRUNSREQUEST'].fields_by_name['workflow_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTWORKFLOWRUNSREQUEST'].fields_by_name['limit']._loaded_options = None
+  _globals['_LISTWORKFLOWRUNSREQUEST'].fields_by_name['limit']._serialized_options = b'\362\340\030\002\020\001'
+  _globals['_LISTWORKFLOWRUNSREQUEST'].fields_by_name['offset']._loaded_options = None
+  _globals['_LISTWORKFLOWRUNSREQUEST'].fields_by_name['offset']._serialized_options = b'\362\340\030\002\020\001'
   _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflows']._loaded_options = None
   _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflows']._serialized_options = b'\202\323\344\223\002\017\022\r/v1/workflows'
   _globals['_WORKFLOWSERVICE'].methods_by_name['CreateWorkflow']._loaded_options = None
@@ -79,30 +102,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKFLOWSERVICE'].methods_by_name['TriggerWorkflow']._serialized_options = b'\202\323\344\223\002(\"#/v1/workflows/{workflow_id}/trigger:\001*'
   _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflowRuns']._loaded_options = None
   _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflowRuns']._serialized_options = b'\202\323\344\223\002\"\022 /v1/workflows/{workflow_id}/runs'
-  _globals['_WORKFLOWSTATUS']._serialized_start=1456
-  _globals['_WORKFLOWSTATUS']._serialized_end=1593
-  _globals['_WORKFLOW']._serialized_start=262
-  _globals['_WORKFLOW']._serialized_end=569
-  _globals['_WORKFLOWSTEP']._serialized_start=571
-  _globals['_WORKFLOWSTEP']._serialized_end=666
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=668
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=721
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=723
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=829
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=831
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=901
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=903
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=950
-  _globals['_UPDATEWORKFLOWREQUEST']._serialized_start=953
-  _globals['_UPDATEWORKFLOWREQUEST']._serialized_end=1105
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=1107
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=1157
-  _globals['_TRIGGERWORKFLOWREQUEST']._serialized_start=1159
-  _globals['_TRIGGERWORKFLOWREQUEST']._serialized_end=1256
-  _globals['_LISTWORKFLOWRUNSREQUEST']._serialized_start=1258
-  _globals['_LISTWORKFLOWRUNSREQUEST']._serialized_end=1341
-  _globals['_LISTWORKFLOWRUNSRESPONSE']._serialized_start=1343
-  _globals['_LISTWORKFLOWRUNSRESPONSE']._serialized_end=1453
-  _globals['_WORKFLOWSERVICE']._serialized_start=1596
-  _globals['_WORKFLOWSERVICE']._serialized_end=2449
+  _globals['_WORKFLOWSTATUS']._serialized_start=1745
+  _globals['_WORKFLOWSTATUS']._serialized_end=1882
+  _globals['_WORKFLOW']._serialized_start=290
+  _globals['_WORKFLOW']._serialized_end=648
+  _globals['_WORKFLOWSTEP']._serialized_start=651
+  _globals['_WORKFLOWSTEP']._serialized_end=927
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=929
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=982
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=984
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1090
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=1092
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=1162
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=1164
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=1211
+  _globals['_UPDATEWORKFLOWREQUEST']._serialized_start=1214
+  _globals['_UPDATEWORKFLOWREQUEST']._serialized_end=1366
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=1368
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=1418
+  _globals['_TRIGGERWORKFLOWREQUEST']._serialized_start=1420
+  _globals['_TRIGGERWORKFLOWREQUEST']._serialized_end=1529
+  _globals['_LISTWORKFLOWRUNSREQUEST']._serialized_start=1531
+  _globals['_LISTWORKFLOWRUNSREQUEST']._serialized_end=1630
+  _globals['_LISTWORKFLOWRUNSRESPONSE']._serialized_start=1632
+  _globals['_LISTWORKFLOWRUNSRESPONSE']._serialized_end=1742
+  _globals['_WORKFLOWSERVICE']._serialized_start=1885
+  _globals['_WORKFLOWSERVICE']._serialized_end=2738
 # @@protoc_insertion_point(module_scope)

@@ -58,7 +58,8 @@ Global___WorkflowStatus: _TypeAlias = WorkflowStatus  # noqa: Y015
 @_typing.final
 class Workflow(_message.Message):
     """A workflow: an ordered list of steps run one after another. REST resource
-    `{id, name, description, steps, status, metadata, created_at, updated_at}`.
+    `{id, name, description, steps, status, metadata, created_at, updated_at}`; the
+    deployed service adds `triggers` and its own step shape.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -71,6 +72,7 @@ class Workflow(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    TRIGGERS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id, e.g. `workflow_xyz`."""
     name: _builtins.str
@@ -79,7 +81,9 @@ class Workflow(_message.Message):
     """What the workflow does, free text."""
     status: Global___WorkflowStatus.ValueType
     """Lifecycle state. Leave unset on create (the server makes it `active`); change
-    it with UpdateWorkflow, e.g. to archive the workflow.
+    it with UpdateWorkflow, e.g. to archive the workflow. The deployed service does
+    not change it on update: the gateway then answers FAILED_PRECONDITION rather than
+    report a change that was not made.
     """
     @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkflowStep]:
@@ -97,6 +101,12 @@ class Workflow(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp:
         """When the workflow last changed."""
 
+    @_builtins.property
+    def triggers(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]:
+        """What starts the workflow besides TriggerWorkflow, free-form objects (deployed
+        form, e.g. `{"type": "schedule", "cron": "0 9 * * *"}`).
+        """
+
     def __init__(
         self,
         *,
@@ -108,10 +118,11 @@ class Workflow(_message.Message):
         metadata: _struct_pb2.Struct | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        triggers: _abc.Iterable[_struct_pb2.Struct] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "metadata", b"metadata", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "id", b"id", "metadata", b"metadata", "name", b"name", "status", b"status", "steps", b"steps", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "id", b"id", "metadata", b"metadata", "name", b"name", "status", b"status", "steps", b"steps", "triggers", b"triggers", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -119,7 +130,11 @@ Global___Workflow: _TypeAlias = Workflow  # noqa: Y015
 
 @_typing.final
 class WorkflowStep(_message.Message):
-    """One step of a workflow. REST object `{id, type, name, config}`."""
+    """One step of a workflow. REST object `{id, type, name, config}` in the reference
+    form; the deployed service's steps are `{id, name, agent_id, action, input_template,
+    depends_on, condition, timeout_ms}`. Set the fields of the form your upstream
+    reads; each form ignores the other's.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -127,22 +142,45 @@ class WorkflowStep(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     CONFIG_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    INPUT_TEMPLATE_FIELD_NUMBER: _builtins.int
+    DEPENDS_ON_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id of the step within the workflow, chosen by the author, e.g. `step_1`. Later
     steps refer to its output as `{{step_1.output}}`.
     """
     type: _builtins.str
     """Kind of step: `agent`, `webhook`, `transform` or `delay` (kept a string: the
-    REST API may add kinds).
+    REST API may add kinds; reference form).
     """
     name: _builtins.str
     """Human-readable name, e.g. `Research`."""
+    agent_id: _builtins.str
+    """The agent the step runs (deployed form)."""
+    action: _builtins.str
+    """What the step does when it runs no agent, free text (deployed form)."""
+    input_template: _builtins.str
+    """The message the step's agent gets, with `{{...}}` placeholders (deployed form)."""
+    condition: _builtins.str
+    """An expression that must hold for the step to run (deployed form)."""
+    timeout_ms: _builtins.int
+    """Longest the step may run, in milliseconds; 0 takes the service's default (60,000;
+    deployed form).
+    """
     @_builtins.property
     def config(self) -> _struct_pb2.Struct:
         """Settings of the step, a free-form object whose shape depends on type, e.g.
         `{"agent_id": "agent_abc123", "message": "Research {{input.topic}}"}` for an
-        agent step or `{"url": …, "method": "POST", "body": {…}}` for a webhook step.
+        agent step or `{"url": …, "method": "POST", "body": {…}}` for a webhook step
+        (reference form).
         """
+
+    @_builtins.property
+    def depends_on(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of the steps that must finish before this one starts (deployed form)."""
 
     def __init__(
         self,
@@ -151,10 +189,16 @@ class WorkflowStep(_message.Message):
         type: _builtins.str = ...,
         name: _builtins.str = ...,
         config: _struct_pb2.Struct | None = ...,
+        agent_id: _builtins.str = ...,
+        action: _builtins.str = ...,
+        input_template: _builtins.str = ...,
+        depends_on: _abc.Iterable[_builtins.str] | None = ...,
+        condition: _builtins.str = ...,
+        timeout_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "id", b"id", "name", b"name", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "agent_id", b"agent_id", "condition", b"condition", "config", b"config", "depends_on", b"depends_on", "id", b"id", "input_template", b"input_template", "name", b"name", "timeout_ms", b"timeout_ms", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -348,7 +392,8 @@ class TriggerWorkflowRequest(_message.Message):
     @_builtins.property
     def input(self) -> _struct_pb2.Struct:
         """The run's input, a free-form object that steps read as `{{input.<key>}}`, e.g.
-        `{"topic": "The future of AI agents"}`.
+        `{"topic": "The future of AI agents"}`. The deployed service calls it `inputs`;
+        both names are sent.
         """
 
     def __init__(
@@ -379,9 +424,13 @@ class ListWorkflowRunsRequest(_message.Message):
     workflow_id: _builtins.str
     """Id of the workflow whose runs to list. Path variable."""
     limit: _builtins.int
-    """Page size, 1..100; 0 means the server's default (20)."""
+    """Page size, 1..100; 0 means the server's default (20). Paged by the gateway
+    against the deployed service, which answers every run.
+    """
     offset: _builtins.int
-    """Number of runs to skip, >= 0; 0 starts at the first."""
+    """Number of runs to skip, >= 0; 0 starts at the first (paged by the gateway
+    against the deployed service, as limit).
+    """
     def __init__(
         self,
         *,

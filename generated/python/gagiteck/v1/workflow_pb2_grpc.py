@@ -156,9 +156,13 @@ class WorkflowServiceServicer(object):
 
     def TriggerWorkflow(self, request, context):
         """Starts a run of a workflow and returns its execution at once, typically still
-        `pending` or `running`; follow it with ExecutionService.
+        `pending` or `running`. Against the reference API, follow it with
+        ExecutionService. The deployed service answers a run `{id, workflow_id, status,
+        inputs, outputs, started_at}` that is listed by ListWorkflowRuns and never under
+        /v1/executions, so GetExecution and WatchExecution answer NOT_FOUND for its id.
 
-        REST: `POST /v1/workflows/{workflow_id}/trigger` with the body `{input}`.
+        REST: `POST /v1/workflows/{workflow_id}/trigger` with the body `{input}` (the
+        deployed service reads `inputs`; both are sent).
         Errors: NOT_FOUND when workflow_id names no workflow; INVALID_ARGUMENT when
         workflow_id is malformed or the input is rejected.
         """
@@ -169,7 +173,9 @@ class WorkflowServiceServicer(object):
     def ListWorkflowRuns(self, request, context):
         """Lists the executions (runs) of one workflow, one page at a time.
 
-        REST: `GET /v1/workflows/{workflow_id}/runs?limit=&offset=`.
+        REST: `GET /v1/workflows/{workflow_id}/runs?limit=&offset=`. The deployed service
+        takes no paging parameters and answers a bare list of every run; the gateway pages
+        it.
         Errors: NOT_FOUND when workflow_id names no workflow; INVALID_ARGUMENT when
         workflow_id is malformed, limit is outside 1..100 or offset is negative.
         """
