@@ -9,6 +9,7 @@ from aiohttp import web
 
 from .config import EmulatorConfig
 from .context import ROUTES_KEY, STATE_KEY, Route
+from .deployed.routes import ROUTES as DEPLOYED_ROUTES
 from .middleware import MIDDLEWARES, standard_headers
 from .routes import ROUTES
 from .state import EmulatorState
@@ -46,10 +47,11 @@ async def _on_shutdown(app: web.Application) -> None:
 def create_app(config: EmulatorConfig | None = None) -> web.Application:
     """The emulator as an aiohttp application (not yet started)."""
     config = config or EmulatorConfig()
+    routes = DEPLOYED_ROUTES if config.dialect == "deployed" else ROUTES
     app = web.Application(middlewares=MIDDLEWARES)
     app[STATE_KEY] = EmulatorState(config)
-    app[ROUTES_KEY] = _check_routes(ROUTES)
-    for route in ROUTES:
+    app[ROUTES_KEY] = _check_routes(routes)
+    for route in routes:
         app.router.add_route(route.method, route.path, route.handler)
     app.on_response_prepare.append(standard_headers)
     app.on_shutdown.append(_on_shutdown)

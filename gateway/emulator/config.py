@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 TimestampStyle = Literal["naive", "z"]
+Dialect = Literal["reference", "deployed"]
+DIALECTS: tuple[Dialect, ...] = ("reference", "deployed")
 DropMode = Literal["before", "after"]
 MalformedMode = Literal["html", "truncated"]
 
@@ -137,6 +139,7 @@ class EmulatorConfig:
     outbound_timeout_seconds: float = 5.0
     request_log_size: int = 500
     faults: Faults = field(default_factory=Faults)
+    dialect: Dialect = "reference"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "api_keys", tuple(self.api_keys))
@@ -153,6 +156,7 @@ class EmulatorConfig:
         _require(self.timestamp_style in ("naive", "z"), "timestamp_style must be 'naive' or 'z'")
         _require(self.request_log_size >= 1, "request_log_size must be >= 1")
         _require(isinstance(self.faults, Faults), "faults must be a Faults instance")
+        _require(self.dialect in DIALECTS, "dialect must be 'reference' or 'deployed'")
 
     @property
     def advertised_limit(self) -> int:

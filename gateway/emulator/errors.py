@@ -50,18 +50,32 @@ class EmulatorError(Exception):
 
 
 class ApiError(EmulatorError):
-    """An error answered with the documented body."""
+    """An error answered with the documented body (the deployed dialect: `{"detail"}` only).
 
-    def __init__(self, status: int, detail: str, code: str | None = None) -> None:
+    `headers`, when given, replaces the headers the status implies.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.code = code or code_for(status)
+        self._headers = headers
 
-    def body(self) -> dict[str, Any]:
+    def body(self, deployed: bool = False) -> dict[str, Any]:
+        if deployed:
+            return {"detail": self.detail}
         return {"detail": self.detail, "code": self.code, "status": self.status}
 
     def headers(self) -> dict[str, str]:
+        if self._headers is not None:
+            return dict(self._headers)
         if self.status == 401:
             return {"WWW-Authenticate": "Bearer"}
         return {}
@@ -121,20 +135,27 @@ def json_bytes_response(
     )
 
 
-def _render_http_exception(exc: web.HTTPException) -> web.Response:
+def _render_http_exception(exc: web.HTTPException, deployed: bool) -> web.Response:
     if exc.status < 400:
         return web.Response(status=exc.status, headers=exc.headers)
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-    body = {"detail": exc.reason, "code": code_for(exc.status), "status": exc.status}
+    body: dict[str, Any] = {"detail": exc.reason}
+    if not deployed:
+        body.update(code=code_for(exc.status), status=exc.status)
     return json_bytes_response(body, exc.status, headers)
 
 
-def render_error(exc: BaseException) -> web.Response:
-    """Translate any exception leaving a handler into its HTTP answer."""
+def render_error(exc: BaseException, deployed: bool = False) -> web.Response:
+    """Translate any exception leaving a handler into its HTTP answer.
+
+    `deployed`: FastAPI's bodies (`{"detail": "..."}`; a crash is a plain-text 500).
+    """
     if isinstance(exc, RequestValidationError):
         return json_bytes_response({"detail": exc.issues}, 422)
     if isinstance(exc, ApiError):
-        return json_bytes_response(exc.body(), exc.status, exc.headers())
+        return json_bytes_response(exc.body(deployed), exc.status, exc.headers())
     if isinstance(exc, web.HTTPException):
-        return _render_http_exception(exc)
+        return _render_http_exception(exc, deployed)
+    if deployed:
+        return web.Response(status=500, text="Internal Server Error")
     return json_bytes_response(ApiError(500, "Internal server error").body(), 500)

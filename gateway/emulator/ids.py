@@ -5,7 +5,22 @@ from __future__ import annotations
 import secrets
 
 PREFIXES = frozenset(
-    {"agent", "wf", "exec", "run", "key", "wh", "mem", "user", "evt", "dlv", "team", "call"}
+    {
+        "agent",
+        "wf",
+        "exec",
+        "run",
+        "key",
+        "wh",
+        "mem",
+        "user",
+        "evt",
+        "dlv",
+        "team",
+        "call",
+        "member",
+        "role",
+    }
 )
 
 

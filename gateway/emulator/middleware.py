@@ -22,6 +22,7 @@ from aiohttp import web
 
 from .auth import authenticate
 from .context import (
+    ROUTES_KEY,
     STATE_KEY,
     Handler,
     RequestContext,
@@ -32,6 +33,8 @@ from .context import (
     route_of,
     state_of,
 )
+from .deployed import auth as deployed_auth
+from .deployed.conventions import NO_STORE, NO_STORE_MARKERS, SECURITY_HEADERS, unmatched
 from .errors import ApiError, EmulatorError, RateLimited, render_error
 from .faults import HTML_502, Decision, truncate_json
 from .idempotency import StoredAnswer, fingerprint
@@ -98,20 +101,38 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     except Exception as exc:
         if not isinstance(exc, EmulatorError | web.HTTPException):
             log.exception("unexpected error answering %s %s", request.method, request.path)
-        response = render_error(exc)
+        response = render_error(exc, _deployed(state))
+        if _deployed(state) and isinstance(exc, web.HTTPException):
+            routes = request.app[ROUTES_KEY]
+            response = unmatched(request, exc, routes.keys()) or response
     if not context.control:
         _record(state, request, raw, context, response)
     return response
 
 
+def _deployed(state: EmulatorState) -> bool:
+    return state.dialect == "deployed"
+
+
 async def standard_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """`on_response_prepare`: X-Request-ID and the X-RateLimit-* trio on every answer."""
+    """`on_response_prepare`: X-Request-ID and the X-RateLimit-* trio on every answer.
+
+    The deployed dialect adds the service's security headers (and no-store caching
+    under `/auth` and `/api-keys`), and sends X-RateLimit-* only when a limit is
+    configured: the deployed service has none and sends none.
+    """
     context = maybe_context(request)
     if context is None:
         return
     state = request.app[STATE_KEY]
-    quota = context.quota or state.limiter.peek(context.bucket or _bucket(request))
     response.headers["X-Request-ID"] = context.request_id
+    if _deployed(state):
+        response.headers.update(SECURITY_HEADERS)
+        if any(marker in request.path for marker in NO_STORE_MARKERS):
+            response.headers.update(NO_STORE)
+        if state.config.rate_limit_per_window is None:
+            return
+    quota = context.quota or state.limiter.peek(context.bucket or _bucket(request))
     response.headers.update(quota.headers())
 
 
@@ -202,9 +223,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if route is not None and not route.public and not route.control:
         state = state_of(request)
         header = request.headers.get("Authorization")
-        context.principal = authenticate(
-            state.store, header, state.config.jwt_secret, state.open_user
-        )
+        resolve = deployed_auth.authenticate if _deployed(state) else authenticate
+        context.principal = resolve(state.store, header, state.config.jwt_secret, state.open_user)
     return await handler(request)
 
 
@@ -233,6 +253,16 @@ async def _request_digest(request: web.Request) -> str:
     return fingerprint(request.method, request.path, _decode_quietly(raw), raw)
 
 
+def _idempotency_scope(state: EmulatorState, context: RequestContext) -> str:
+    """Keys are per account; in the deployed dialect, where most routes take no
+    credential, an anonymous request's keys are per credential bucket instead."""
+    if context.principal is not None:
+        return context.principal.account_id
+    if _deployed(state) and context.bucket is not None:
+        return context.bucket
+    return "public"
+
+
 @web.middleware
 async def idempotency_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.headers.get("Idempotency-Key")
@@ -240,7 +270,7 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
     if request.method != "POST" or not key or context.route is None or context.control:
         return await handler(request)
     state = state_of(request)
-    scope = context.principal.account_id if context.principal else "public"
+    scope = _idempotency_scope(state, context)
     stored = state.idempotency.begin(scope, key, await _request_digest(request))
     if stored is not None:
         state.stats.idempotent_replays += 1
@@ -248,7 +278,7 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
     try:
         response = await handler(request)
     except (EmulatorError, web.HTTPException) as exc:
-        response = render_error(exc)
+        response = render_error(exc, _deployed(state))
     except BaseException:
         state.idempotency.abandon(scope, key)
         raise

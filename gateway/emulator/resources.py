@@ -24,6 +24,7 @@ class User:
     password_hash: str
     role: str = "user"
     created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
 
     def to_json(self, style: TimestampStyle) -> Json:
         return {

@@ -64,5 +64,6 @@ async def serve_forever(
 ) -> None:
     """Serve until cancelled (the `gagiteck-gateway emulator` command)."""
     async with running_emulator(config, host, port) as emulator:
-        log.info("Gagiteck REST emulator listening on %s", emulator.url)
+        shown = " (deployed dialect)" if emulator.state.dialect == "deployed" else ""
+        log.info("Gagiteck REST emulator listening on %s%s", emulator.url, shown)
         await asyncio.Event().wait()

@@ -12,6 +12,7 @@ from .access import new_team
 from .auth import hash_password, make_api_key
 from .background import Background
 from .config import EmulatorConfig, Faults
+from .deployed.data import DeployedData
 from .faults import FaultInjector
 from .idempotency import IdempotencyStore
 from .ids import new_id
@@ -41,6 +42,7 @@ class EmulatorState:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.style = config.timestamp_style
+        self.dialect = config.dialect
         self.faults = FaultInjector(config.faults)
         self.session: aiohttp.ClientSession | None = None
         self.closing = asyncio.Event()
@@ -69,6 +71,7 @@ class EmulatorState:
             config.outbound_timeout_seconds,
             lambda: self.session,
         )
+        self.deployed = DeployedData()
         self.demo_user = self._seed_demo()
 
     def _seed_demo(self) -> User:
@@ -102,6 +105,9 @@ class EmulatorState:
         self.stats.creations[kind] += 1
 
     def emit(self, account_id: str, event: str, resource: Renderable) -> None:
+        """Announce a resource event (the deployed service never sends one)."""
+        if self.dialect == "deployed":
+            return
         self.webhooks.emit(account_id, event, self.render(resource))
 
     def executions_of(self, account_id: str) -> list[Execution]:

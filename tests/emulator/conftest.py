@@ -10,6 +10,7 @@ import pytest_asyncio
 
 from gateway.emulator import RunningEmulator, running_emulator
 
+from .deployed_testkit import DEPLOYED
 from .emulator_testkit import DEMO_KEY, FAST, PASSWORD, Api, Receiver, SignUp, serve_receiver
 
 
@@ -61,3 +62,22 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield target
     finally:
         await runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def deployed() -> AsyncIterator[RunningEmulator]:
+    """An emulator speaking the deployed dialect."""
+    async with running_emulator(DEPLOYED) as running:
+        yield running
+
+
+@pytest.fixture
+def dapi(deployed: RunningEmulator, session: aiohttp.ClientSession) -> Api:
+    """The deployed dialect without a credential (most of its routes take none)."""
+    return Api(session, deployed.url)
+
+
+@pytest.fixture
+def dkey(dapi: Api) -> Api:
+    """The deployed dialect as the demo user, through the preset API key."""
+    return dapi.as_token(DEMO_KEY)
