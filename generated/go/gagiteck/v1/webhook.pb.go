@@ -12,6 +12,7 @@ import (
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -669,7 +670,10 @@ type ListWebhookEventsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The event names, e.g. `agent.created`, `workflow.deleted`,
 	// `execution.completed`.
-	Events        []string `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	Events []string `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// The same names grouped by what they are about, e.g. `{"agent": ["agent.created",
+	// …], "execution": [...]}` (deployed form).
+	Categories    *structpb.Struct `protobuf:"bytes,2,opt,name=categories,proto3" json:"categories,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -707,6 +711,13 @@ func (*ListWebhookEventsResponse) Descriptor() ([]byte, []int) {
 func (x *ListWebhookEventsResponse) GetEvents() []string {
 	if x != nil {
 		return x.Events
+	}
+	return nil
+}
+
+func (x *ListWebhookEventsResponse) GetCategories() *structpb.Struct {
+	if x != nil {
+		return x.Categories
 	}
 	return nil
 }
@@ -761,7 +772,7 @@ var File_gagiteck_v1_webhook_proto protoreflect.FileDescriptor
 
 const file_gagiteck_v1_webhook_proto_rawDesc = "" +
 	"\n" +
-	"\x19gagiteck/v1/webhook.proto\x12\vgagiteck.v1\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x03\n" +
+	"\x19gagiteck/v1/webhook.proto\x12\vgagiteck.v1\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x03\n" +
 	"\aWebhook\x12\x14\n" +
 	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\x02id\x12\x16\n" +
 	"\x03url\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x03url\x12\x16\n" +
@@ -817,9 +828,12 @@ const file_gagiteck_v1_webhook_proto_rawDesc = "" +
 	"\x14DeleteWebhookRequest\x12#\n" +
 	"\n" +
 	"webhook_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\twebhookId\"\x1a\n" +
-	"\x18ListWebhookEventsRequest\"3\n" +
+	"\x18ListWebhookEventsRequest\"t\n" +
 	"\x19ListWebhookEventsResponse\x12\x16\n" +
-	"\x06events\x18\x01 \x03(\tR\x06events\"9\n" +
+	"\x06events\x18\x01 \x03(\tR\x06events\x12?\n" +
+	"\n" +
+	"categories\x18\x02 \x01(\v2\x17.google.protobuf.StructB\x06\xf2\xe0\x18\x02\x10\x02R\n" +
+	"categories\"9\n" +
 	"\x12TestWebhookRequest\x12#\n" +
 	"\n" +
 	"webhook_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\twebhookId2\xaa\x06\n" +
@@ -861,7 +875,8 @@ var file_gagiteck_v1_webhook_proto_goTypes = []any{
 	(*TestWebhookRequest)(nil),        // 10: gagiteck.v1.TestWebhookRequest
 	(*timestamppb.Timestamp)(nil),     // 11: google.protobuf.Timestamp
 	(*fieldmaskpb.FieldMask)(nil),     // 12: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),             // 13: google.protobuf.Empty
+	(*structpb.Struct)(nil),           // 13: google.protobuf.Struct
+	(*emptypb.Empty)(nil),             // 14: google.protobuf.Empty
 }
 var file_gagiteck_v1_webhook_proto_depIdxs = []int32{
 	11, // 0: gagiteck.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
@@ -872,25 +887,26 @@ var file_gagiteck_v1_webhook_proto_depIdxs = []int32{
 	0,  // 5: gagiteck.v1.CreateWebhookRequest.webhook:type_name -> gagiteck.v1.Webhook
 	0,  // 6: gagiteck.v1.UpdateWebhookRequest.webhook:type_name -> gagiteck.v1.Webhook
 	12, // 7: gagiteck.v1.UpdateWebhookRequest.update_mask:type_name -> google.protobuf.FieldMask
-	2,  // 8: gagiteck.v1.WebhookService.ListWebhooks:input_type -> gagiteck.v1.ListWebhooksRequest
-	4,  // 9: gagiteck.v1.WebhookService.CreateWebhook:input_type -> gagiteck.v1.CreateWebhookRequest
-	5,  // 10: gagiteck.v1.WebhookService.GetWebhook:input_type -> gagiteck.v1.GetWebhookRequest
-	6,  // 11: gagiteck.v1.WebhookService.UpdateWebhook:input_type -> gagiteck.v1.UpdateWebhookRequest
-	7,  // 12: gagiteck.v1.WebhookService.DeleteWebhook:input_type -> gagiteck.v1.DeleteWebhookRequest
-	8,  // 13: gagiteck.v1.WebhookService.ListWebhookEvents:input_type -> gagiteck.v1.ListWebhookEventsRequest
-	10, // 14: gagiteck.v1.WebhookService.TestWebhook:input_type -> gagiteck.v1.TestWebhookRequest
-	3,  // 15: gagiteck.v1.WebhookService.ListWebhooks:output_type -> gagiteck.v1.ListWebhooksResponse
-	0,  // 16: gagiteck.v1.WebhookService.CreateWebhook:output_type -> gagiteck.v1.Webhook
-	0,  // 17: gagiteck.v1.WebhookService.GetWebhook:output_type -> gagiteck.v1.Webhook
-	0,  // 18: gagiteck.v1.WebhookService.UpdateWebhook:output_type -> gagiteck.v1.Webhook
-	13, // 19: gagiteck.v1.WebhookService.DeleteWebhook:output_type -> google.protobuf.Empty
-	9,  // 20: gagiteck.v1.WebhookService.ListWebhookEvents:output_type -> gagiteck.v1.ListWebhookEventsResponse
-	1,  // 21: gagiteck.v1.WebhookService.TestWebhook:output_type -> gagiteck.v1.WebhookDelivery
-	15, // [15:22] is the sub-list for method output_type
-	8,  // [8:15] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	13, // 8: gagiteck.v1.ListWebhookEventsResponse.categories:type_name -> google.protobuf.Struct
+	2,  // 9: gagiteck.v1.WebhookService.ListWebhooks:input_type -> gagiteck.v1.ListWebhooksRequest
+	4,  // 10: gagiteck.v1.WebhookService.CreateWebhook:input_type -> gagiteck.v1.CreateWebhookRequest
+	5,  // 11: gagiteck.v1.WebhookService.GetWebhook:input_type -> gagiteck.v1.GetWebhookRequest
+	6,  // 12: gagiteck.v1.WebhookService.UpdateWebhook:input_type -> gagiteck.v1.UpdateWebhookRequest
+	7,  // 13: gagiteck.v1.WebhookService.DeleteWebhook:input_type -> gagiteck.v1.DeleteWebhookRequest
+	8,  // 14: gagiteck.v1.WebhookService.ListWebhookEvents:input_type -> gagiteck.v1.ListWebhookEventsRequest
+	10, // 15: gagiteck.v1.WebhookService.TestWebhook:input_type -> gagiteck.v1.TestWebhookRequest
+	3,  // 16: gagiteck.v1.WebhookService.ListWebhooks:output_type -> gagiteck.v1.ListWebhooksResponse
+	0,  // 17: gagiteck.v1.WebhookService.CreateWebhook:output_type -> gagiteck.v1.Webhook
+	0,  // 18: gagiteck.v1.WebhookService.GetWebhook:output_type -> gagiteck.v1.Webhook
+	0,  // 19: gagiteck.v1.WebhookService.UpdateWebhook:output_type -> gagiteck.v1.Webhook
+	14, // 20: gagiteck.v1.WebhookService.DeleteWebhook:output_type -> google.protobuf.Empty
+	9,  // 21: gagiteck.v1.WebhookService.ListWebhookEvents:output_type -> gagiteck.v1.ListWebhookEventsResponse
+	1,  // 22: gagiteck.v1.WebhookService.TestWebhook:output_type -> gagiteck.v1.WebhookDelivery
+	16, // [16:23] is the sub-list for method output_type
+	9,  // [9:16] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_gagiteck_v1_webhook_proto_init() }

@@ -27,10 +27,11 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19gagiteck/v1/webhook.proto\x12\x0bgagiteck.v1\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xec\x02\n\x07Webhook\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x11\n\x03url\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06\x65vents\x18\x03 \x03(\t\x12\x14\n\x06secret\x18\x04 \x01(\tB\x04\xe2\x41\x01\x04\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12$\n\x06\x61\x63tive\x18\x06 \x01(\x08\x42\x0f\xf2\xe0\x18\x0b\n\tis_activeH\x00\x88\x01\x01\x12\x34\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x41\n\x11last_triggered_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\xe2\x41\x01\x03\xf2\xe0\x18\x02\x10\x02\x12!\n\rfailure_count\x18\n \x01(\x05\x42\n\xe2\x41\x01\x03\xf2\xe0\x18\x02\x10\x02\x42\t\n\x07_active\"\xaf\x02\n\x0fWebhookDelivery\x12\x12\n\x02id\x18\x01 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01\x12\x1a\n\nwebhook_id\x18\x02 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01\x12\x15\n\x05\x65vent\x18\x03 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01\x12\x17\n\x07success\x18\x04 \x01(\x08\x42\x06\xf2\xe0\x18\x02\x10\x01\x12\x1b\n\x0bstatus_code\x18\x05 \x01(\x05\x42\x06\xf2\xe0\x18\x02\x10\x01\x12\x1b\n\x0b\x64uration_ms\x18\x06 \x01(\x05\x42\x06\xf2\xe0\x18\x02\x10\x01\x12\x15\n\x05\x65rror\x18\x07 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01\x12\x38\n\x0c\x64\x65livered_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xf2\xe0\x18\x02\x10\x01\x12\x17\n\x07message\x18\t \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02\x12\x18\n\x08\x65vent_id\x18\n \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02\"D\n\x13ListWebhooksRequest\x12\x15\n\x05limit\x18\x01 \x01(\x05\x42\x06\xf2\xe0\x18\x02\x10\x01\x12\x16\n\x06offset\x18\x02 \x01(\x05\x42\x06\xf2\xe0\x18\x02\x10\x01\"h\n\x14ListWebhooksResponse\x12\"\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x14.gagiteck.v1.Webhook\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"C\n\x14\x43reateWebhookRequest\x12+\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.gagiteck.v1.WebhookB\x04\xe2\x41\x01\x02\"-\n\x11GetWebhookRequest\x12\x18\n\nwebhook_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x94\x01\n\x14UpdateWebhookRequest\x12\x18\n\nwebhook_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12+\n\x07webhook\x18\x02 \x01(\x0b\x32\x14.gagiteck.v1.WebhookB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"0\n\x14\x44\x65leteWebhookRequest\x12\x18\n\nwebhook_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x1a\n\x18ListWebhookEventsRequest\"+\n\x19ListWebhookEventsResponse\x12\x0e\n\x06\x65vents\x18\x01 \x03(\t\".\n\x12TestWebhookRequest\x12\x18\n\nwebhook_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\xaa\x06\n\x0eWebhookService\x12i\n\x0cListWebhooks\x12 .gagiteck.v1.ListWebhooksRequest\x1a!.gagiteck.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/webhooks\x12g\n\rCreateWebhook\x12!.gagiteck.v1.CreateWebhookRequest\x1a\x14.gagiteck.v1.Webhook\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/webhooks:\x07webhook\x12\x65\n\nGetWebhook\x12\x1e.gagiteck.v1.GetWebhookRequest\x1a\x14.gagiteck.v1.Webhook\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/webhooks/{webhook_id}\x12t\n\rUpdateWebhook\x12!.gagiteck.v1.UpdateWebhookRequest\x1a\x14.gagiteck.v1.Webhook\"*\x82\xd3\xe4\x93\x02$2\x19/v1/webhooks/{webhook_id}:\x07webhook\x12m\n\rDeleteWebhook\x12!.gagiteck.v1.DeleteWebhookRequest\x1a\x16.google.protobuf.Empty\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/webhooks/{webhook_id}\x12\x7f\n\x11ListWebhookEvents\x12%.gagiteck.v1.ListWebhookEventsRequest\x1a&.gagiteck.v1.ListWebhookEventsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/webhooks/events\x12w\n\x0bTestWebhook\x12\x1f.gagiteck.v1.TestWebhookRequest\x1a\x1c.gagiteck.v1.WebhookDelivery\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/webhooks/{webhook_id}/test:\x01*Bk\n\x0f\x63om.gagiteck.v1B\x0cWebhookProtoP\x01ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19gagiteck/v1/webhook.proto\x12\x0bgagiteck.v1\x1a\x1agagiteck/v1/upstream.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xec\x02\n\x07Webhook\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x11\n\x03url\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06\x65vents\x18\x03 \x03(\t\x12\x14\n\x06secret\x18\x04 \x01(\tB\x04\xe2\x41\x01\x04\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12$\n\x06\x61\x63tive\x18\x06 \x01(\x08\x42\x0f\xf2\xe0\x18\x0b\n\tis_activeH\x00\x88\x01\x01\x12\x34\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x41\n\x11last_triggered_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\xe2\x41\x01\x03\xf2\xe0\x18\x02\x10\x02\x12!\n\rfailure_count\x18\n \x01(\x05\x42\n\xe2\x41\x01\x03\xf2\xe0\x18\x02\x10\x02\x42\t\n\x07_active\"\xaf\x02\n\x0fWebhookDelivery\x12\x12\n\x02id\x18\x01 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01\x12\x1a\n\nwebhook_id\x18\x02 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01\x12\x15\n\x05\x65vent\x18\x03 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01\x12\x17\n\x07success\x18\x04 \x01(\x08\x42\x06\xf2\xe0\x18\x02\x10\x01\x12\x1b\n\x0bstatus_code\x18\x05 \x01(\x05\x42\x06\xf2\xe0\x18\x02\x10\x01\x12\x1b\n\x0b\x64uration_ms\x18\x06 \x01(\x05\x42\x06\xf2\xe0\x18\x02\x10\x01\x12\x15\n\x05\x65rror\x18\x07 \x01(\tB\x06\xf2\xe0\x18\x02\x10\x01\x12\x38\n\x0c\x64\x65livered_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xf2\xe0\x18\x02\x10\x01\x12\x17\n\x07message\x18\t \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02\x12\x18\n\x08\x65vent_id\x18\n \x01(\tB\x06\xf2\xe0\x18\x02\x10\x02\"D\n\x13ListWebhooksRequest\x12\x15\n\x05limit\x18\x01 \x01(\x05\x42\x06\xf2\xe0\x18\x02\x10\x01\x12\x16\n\x06offset\x18\x02 \x01(\x05\x42\x06\xf2\xe0\x18\x02\x10\x01\"h\n\x14ListWebhooksResponse\x12\"\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x14.gagiteck.v1.Webhook\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"C\n\x14\x43reateWebhookRequest\x12+\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.gagiteck.v1.WebhookB\x04\xe2\x41\x01\x02\"-\n\x11GetWebhookRequest\x12\x18\n\nwebhook_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x94\x01\n\x14UpdateWebhookRequest\x12\x18\n\nwebhook_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12+\n\x07webhook\x18\x02 \x01(\x0b\x32\x14.gagiteck.v1.WebhookB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"0\n\x14\x44\x65leteWebhookRequest\x12\x18\n\nwebhook_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x1a\n\x18ListWebhookEventsRequest\"`\n\x19ListWebhookEventsResponse\x12\x0e\n\x06\x65vents\x18\x01 \x03(\t\x12\x33\n\ncategories\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x06\xf2\xe0\x18\x02\x10\x02\".\n\x12TestWebhookRequest\x12\x18\n\nwebhook_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\xaa\x06\n\x0eWebhookService\x12i\n\x0cListWebhooks\x12 .gagiteck.v1.ListWebhooksRequest\x1a!.gagiteck.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/webhooks\x12g\n\rCreateWebhook\x12!.gagiteck.v1.CreateWebhookRequest\x1a\x14.gagiteck.v1.Webhook\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/webhooks:\x07webhook\x12\x65\n\nGetWebhook\x12\x1e.gagiteck.v1.GetWebhookRequest\x1a\x14.gagiteck.v1.Webhook\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/webhooks/{webhook_id}\x12t\n\rUpdateWebhook\x12!.gagiteck.v1.UpdateWebhookRequest\x1a\x14.gagiteck.v1.Webhook\"*\x82\xd3\xe4\x93\x02$2\x19/v1/webhooks/{webhook_id}:\x07webhook\x12m\n\rDeleteWebhook\x12!.gagiteck.v1.DeleteWebhookRequest\x1a\x16.google.protobuf.Empty\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/webhooks/{webhook_id}\x12\x7f\n\x11ListWebhookEvents\x12%.gagiteck.v1.ListWebhookEventsRequest\x1a&.gagiteck.v1.ListWebhookEventsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/webhooks/events\x12w\n\x0bTestWebhook\x12\x1f.gagiteck.v1.TestWebhookRequest\x1a\x1c.gagiteck.v1.WebhookDelivery\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/webhooks/{webhook_id}/test:\x01*Bk\n\x0f\x63om.gagiteck.v1B\x0cWebhookProtoP\x01ZHgithub.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1;gagiteckv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -90,6 +91,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEWEBHOOKREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\001'
   _globals['_DELETEWEBHOOKREQUEST'].fields_by_name['webhook_id']._loaded_options = None
   _globals['_DELETEWEBHOOKREQUEST'].fields_by_name['webhook_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTWEBHOOKEVENTSRESPONSE'].fields_by_name['categories']._loaded_options = None
+  _globals['_LISTWEBHOOKEVENTSRESPONSE'].fields_by_name['categories']._serialized_options = b'\362\340\030\002\020\002'
   _globals['_TESTWEBHOOKREQUEST'].fields_by_name['webhook_id']._loaded_options = None
   _globals['_TESTWEBHOOKREQUEST'].fields_by_name['webhook_id']._serialized_options = b'\342A\001\002'
   _globals['_WEBHOOKSERVICE'].methods_by_name['ListWebhooks']._loaded_options = None
@@ -106,28 +109,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WEBHOOKSERVICE'].methods_by_name['ListWebhookEvents']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/webhooks/events'
   _globals['_WEBHOOKSERVICE'].methods_by_name['TestWebhook']._loaded_options = None
   _globals['_WEBHOOKSERVICE'].methods_by_name['TestWebhook']._serialized_options = b'\202\323\344\223\002#\"\036/v1/webhooks/{webhook_id}/test:\001*'
-  _globals['_WEBHOOK']._serialized_start=230
-  _globals['_WEBHOOK']._serialized_end=594
-  _globals['_WEBHOOKDELIVERY']._serialized_start=597
-  _globals['_WEBHOOKDELIVERY']._serialized_end=900
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=902
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=970
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=972
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=1076
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=1078
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=1145
-  _globals['_GETWEBHOOKREQUEST']._serialized_start=1147
-  _globals['_GETWEBHOOKREQUEST']._serialized_end=1192
-  _globals['_UPDATEWEBHOOKREQUEST']._serialized_start=1195
-  _globals['_UPDATEWEBHOOKREQUEST']._serialized_end=1343
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=1345
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=1393
-  _globals['_LISTWEBHOOKEVENTSREQUEST']._serialized_start=1395
-  _globals['_LISTWEBHOOKEVENTSREQUEST']._serialized_end=1421
-  _globals['_LISTWEBHOOKEVENTSRESPONSE']._serialized_start=1423
-  _globals['_LISTWEBHOOKEVENTSRESPONSE']._serialized_end=1466
-  _globals['_TESTWEBHOOKREQUEST']._serialized_start=1468
-  _globals['_TESTWEBHOOKREQUEST']._serialized_end=1514
-  _globals['_WEBHOOKSERVICE']._serialized_start=1517
-  _globals['_WEBHOOKSERVICE']._serialized_end=2327
+  _globals['_WEBHOOK']._serialized_start=260
+  _globals['_WEBHOOK']._serialized_end=624
+  _globals['_WEBHOOKDELIVERY']._serialized_start=627
+  _globals['_WEBHOOKDELIVERY']._serialized_end=930
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=932
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=1000
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=1002
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=1106
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=1108
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=1175
+  _globals['_GETWEBHOOKREQUEST']._serialized_start=1177
+  _globals['_GETWEBHOOKREQUEST']._serialized_end=1222
+  _globals['_UPDATEWEBHOOKREQUEST']._serialized_start=1225
+  _globals['_UPDATEWEBHOOKREQUEST']._serialized_end=1373
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=1375
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=1423
+  _globals['_LISTWEBHOOKEVENTSREQUEST']._serialized_start=1425
+  _globals['_LISTWEBHOOKEVENTSREQUEST']._serialized_end=1451
+  _globals['_LISTWEBHOOKEVENTSRESPONSE']._serialized_start=1453
+  _globals['_LISTWEBHOOKEVENTSRESPONSE']._serialized_end=1549
+  _globals['_TESTWEBHOOKREQUEST']._serialized_start=1551
+  _globals['_TESTWEBHOOKREQUEST']._serialized_end=1597
+  _globals['_WEBHOOKSERVICE']._serialized_start=1600
+  _globals['_WEBHOOKSERVICE']._serialized_end=2410
 # @@protoc_insertion_point(module_scope)
