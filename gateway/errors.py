@@ -9,8 +9,8 @@
      ├── UpstreamIgnored              the upstream answered an update without applying part of it
      └── Refused                      the gateway itself declines (limits, breaker, shutdown)
 
-Anything else that escapes a handler is a bug: :func:`to_status` answers it as INTERNAL
-with a fixed message and the caller never sees a traceback.
+Anything else that escapes a handler is a bug: :func:`gateway.status.to_status` answers it
+as INTERNAL with a fixed message and the caller never sees a traceback.
 
 Every failure is named by a :class:`FailureReason` (the ErrorInfo reason), and the sets
 below the enum say what each reason means for the rest of the gateway: whether the request
@@ -26,12 +26,12 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2
 
 from gateway.error_body import FieldViolation, parse_error_body
 
@@ -45,6 +45,9 @@ class FailureReason(enum.StrEnum):
     """A bug: the request id finds it in the gateway's log."""
     GATEWAY_CLOSED = "GATEWAY_CLOSED"
     """The gateway is shutting down and sends nothing more."""
+    GATEWAY_DRAINING = "GATEWAY_DRAINING"
+    """The gateway is shutting down: a stream or watch was ended so that its caller can
+    open it again on another replica at once."""
     GATEWAY_RATE_LIMITED = "GATEWAY_RATE_LIMITED"
     """A token bucket's wait would outlast the call's deadline."""
     GATEWAY_OVERLOADED = "GATEWAY_OVERLOADED"
@@ -380,53 +383,6 @@ class Refused(GatewayError):
 # --------------------------------------------------------------------------- the boundary
 
 
-@dataclass(frozen=True, slots=True)
-class CallStatus:
-    """A finished call's status, ready for ``context.abort``."""
-
-    code: grpc.StatusCode
-    message: str
-    trailing_metadata: tuple[tuple[str, str | bytes], ...] = field(default=())
-
-
-def to_status(error: BaseException, request_id: str) -> CallStatus:
-    """The single translation of any failure into the status the caller receives."""
-    if isinstance(error, GatewayError):
-        code, message = error.code, error.message
-        info = error_details_pb2.ErrorInfo(
-            reason=error.reason,
-            domain=error.domain,
-            metadata={**error.error_metadata(), **error.context},
-        )
-        details = [info, *error.extra_details()]
-    else:
-        code = grpc.StatusCode.INTERNAL
-        message = "internal gateway error; the request id identifies it in the gateway's logs"
-        info = error_details_pb2.ErrorInfo(
-            reason=FailureReason.INTERNAL_GATEWAY_ERROR, domain=GATEWAY_DOMAIN
-        )
-        details = [info]
-    details.append(error_details_pb2.RequestInfo(request_id=request_id))
-    status = status_pb2.Status(code=_CODE_NUMBER[code], message=message)
-    for detail in details:
-        packed = any_pb2.Any()
-        packed.Pack(detail)
-        status.details.append(packed)
-    return CallStatus(
-        code=code,
-        message=message,
-        trailing_metadata=(
-            ("grpc-status-details-bin", status.SerializeToString()),
-            ("x-request-id", request_id),
-        ),
-    )
-
-
-_CODE_NUMBER: Final[Mapping[grpc.StatusCode, int]] = {
-    c: getattr(code_pb2, c.name) for c in grpc.StatusCode
-}
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -443,3 +399,14 @@ def _duration(seconds: float) -> duration_pb2.Duration:
     seconds = max(seconds, 0.0)  # callers pass finite, capped delays (traffic.window)
     whole = int(seconds)
     return duration_pb2.Duration(seconds=whole, nanos=int((seconds - whole) * 1e9))
+
+
+def draining(what: str) -> Refused:
+    """UNAVAILABLE for a stream or watch the gateway ends because it is shutting down;
+    RetryInfo of zero: the caller may open it again at once (on another replica)."""
+    return Refused(
+        f"the gateway is shutting down and ended this {what}: open it again",
+        grpc.StatusCode.UNAVAILABLE,
+        FailureReason.GATEWAY_DRAINING,
+        retry_after=0.0,
+    )

@@ -9,12 +9,19 @@ parts together without repacking values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.config.otel import load_telemetry
-from gateway.config.parsers import ConfigError, HostPort
+from gateway.config.parsers import (
+    ConfigError,
+    HostPort,
+    check_ca_bundle,
+    check_key_pair,
+    read_pem,
+)
 from gateway.config.settings import SETTINGS
 from gateway.streaming.settings import StreamSettings, WatchSettings
 from gateway.telemetry.redaction import Redactor
@@ -34,6 +41,12 @@ class GatewayConfig:
     upstream_url: str | None = None
     auth_mode: AuthMode = "passthrough"
     upstream_api_key: str | None = field(default=None, repr=False)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    tls_reload_interval: float = 5.0
+    allow_insecure_service_mode: bool = False
+    upstream_ca: str | None = None
     upstream_concurrency: int = 64
     upstream_timeout: float = 30.0
     connect_timeout: float = 5.0
@@ -88,6 +101,7 @@ class GatewayConfig:
             pool_size=self.stream_concurrency if streams else self.upstream_concurrency,
             connect_timeout=self.connect_timeout,
             max_body_bytes=self.max_body_bytes,
+            ca_file=self.upstream_ca,
         )
 
     @property
@@ -190,4 +204,65 @@ def _cross_checks(config: GatewayConfig) -> list[str]:
         problems.append("GATEWAY_WORKERS > 1 needs a fixed port in GATEWAY_LISTEN, not 0")
     if config.max_message_bytes < 1024:
         problems.append("GATEWAY_MAX_MESSAGE_BYTES must be at least 1024")
+    problems.extend(_tls_checks(config))
     return problems
+
+
+def _tls_checks(config: GatewayConfig) -> list[str]:
+    problems = []
+    if (config.tls_cert is None) != (config.tls_key is None):
+        problems.append("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY go together: set both, or neither")
+    elif config.tls_cert is not None and config.tls_key is not None:
+        problems.extend(
+            _failure(
+                "GATEWAY_TLS_CERT, GATEWAY_TLS_KEY", check_key_pair, config.tls_cert, config.tls_key
+            )
+        )
+    if config.tls_client_ca is not None:
+        if config.tls_cert is None:
+            problems.append(
+                "GATEWAY_TLS_CLIENT_CA needs TLS on the listener: set GATEWAY_TLS_CERT and "
+                "GATEWAY_TLS_KEY too"
+            )
+        problems.extend(_failure("GATEWAY_TLS_CLIENT_CA", _check_ca_file, config.tls_client_ca))
+    if config.upstream_ca is not None:
+        if not (config.upstream_url or "").startswith("https://"):
+            problems.append("GATEWAY_UPSTREAM_CA applies only to an https:// GATEWAY_UPSTREAM_URL")
+        problems.extend(_failure("GATEWAY_UPSTREAM_CA", _check_ca_file, config.upstream_ca))
+    if (
+        config.auth_mode != "passthrough"
+        and config.tls_client_ca is None
+        and not config.allow_insecure_service_mode
+        and not _is_loopback(config.listen.host)
+    ):
+        problems.append(
+            f"GATEWAY_AUTH_MODE={config.auth_mode} on {config.listen} without client "
+            "certificates would let anyone who reaches the port spend the gateway's key: "
+            "require client certificates (GATEWAY_TLS_CERT, GATEWAY_TLS_KEY and "
+            "GATEWAY_TLS_CLIENT_CA), listen on loopback only, or, when something in front "
+            "already authenticates callers, set GATEWAY_ALLOW_INSECURE_SERVICE_MODE=true"
+        )
+    return problems
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_ca_file(path: str) -> None:
+    check_ca_bundle(read_pem(path), path)
+
+
+def _failure(settings: str, check: Callable[..., None], *args: str) -> list[str]:
+    """The problem ``check`` finds in the files of ``settings``, if any."""
+    try:
+        check(*args)
+    except ValueError as exc:
+        return [f"{settings}: {exc}"]
+    return []

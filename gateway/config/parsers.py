@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
@@ -141,6 +142,57 @@ def boolean(text: str) -> bool:
 
 def path_list(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def pem_file(text: str) -> str:
+    """A readable file holding at least one PEM block; its path."""
+    path = text.strip()
+    read_pem(path)
+    return path
+
+
+def read_pem(path: str) -> bytes:
+    """The bytes of a PEM file; ValueError saying why it cannot be used."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if b"-----BEGIN " not in data:
+        raise ValueError(f"{path} holds no PEM block (-----BEGIN …)")
+    return data
+
+
+def check_key_pair(cert_path: str, key_path: str) -> None:
+    """ValueError unless the certificate chain and the (unencrypted) key form a pair."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert_path, key_path, password=_no_password)
+    except _EncryptedKey:
+        raise ValueError(f"{key_path} is encrypted: give the key unencrypted") from None
+    except (ssl.SSLError, OSError) as exc:
+        detail = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        raise ValueError(
+            f"{cert_path} and {key_path} are not a certificate chain and its private key ({detail})"
+        ) from None
+
+
+def check_ca_bundle(pem: bytes, path: str) -> None:
+    """ValueError unless ``pem`` (read from ``path``) holds certificates a TLS peer can
+    be verified against."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cadata=pem.decode("ascii", "replace"))
+    except (ssl.SSLError, ValueError) as exc:
+        raise ValueError(f"{path} holds no usable CA certificate ({exc})") from None
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _no_password() -> bytes:
+    raise _EncryptedKey
 
 
 def secret_value(text: str) -> str:

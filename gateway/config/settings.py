@@ -20,6 +20,7 @@ from gateway.config.parsers import (
     parse_host_port,
     parse_url,
     path_list,
+    pem_file,
     positive_float,
     positive_int,
     redis_url,
@@ -68,6 +69,52 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         secret_value,
         "the gateway's own API key, used only in the service modes",
         secret=True,
+    ),
+    Setting(
+        "tls_cert",
+        "GATEWAY_TLS_CERT",
+        "--tls-cert",
+        pem_file,
+        "PEM file: the listener's certificate chain (with GATEWAY_TLS_KEY; reloaded when "
+        "it changes)",
+    ),
+    Setting(
+        "tls_key",
+        "GATEWAY_TLS_KEY",
+        "--tls-key",
+        pem_file,
+        "PEM file: the private key of GATEWAY_TLS_CERT (unencrypted)",
+    ),
+    Setting(
+        "tls_client_ca",
+        "GATEWAY_TLS_CLIENT_CA",
+        "--tls-client-ca",
+        pem_file,
+        "PEM file: CA certificates that sign client certificates; set, every client must "
+        "present one (mTLS)",
+    ),
+    Setting(
+        "tls_reload_interval",
+        "GATEWAY_TLS_RELOAD_INTERVAL",
+        "--tls-reload-interval",
+        non_negative_float,
+        "seconds between checks of the TLS files for a rotated certificate",
+    ),
+    Setting(
+        "allow_insecure_service_mode",
+        "GATEWAY_ALLOW_INSECURE_SERVICE_MODE",
+        "--allow-insecure-service-mode",
+        boolean,
+        "let a service mode listen beyond loopback without client certificates (when "
+        "something in front authenticates callers)",
+    ),
+    Setting(
+        "upstream_ca",
+        "GATEWAY_UPSTREAM_CA",
+        "--upstream-ca",
+        pem_file,
+        "PEM file: the only CA certificates trusted for an https:// upstream (default: "
+        "the system's)",
     ),
     Setting(
         "upstream_concurrency",

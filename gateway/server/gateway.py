@@ -6,7 +6,8 @@ settings), registers one generic handler per route (:mod:`gateway.server.handler
 health and reflection, and owns the order of start and stop.
 
 Lifecycle: :meth:`Gateway.start` starts telemetry, opens the upstream pools and the port;
-:meth:`Gateway.stop` turns health to NOT_SERVING, lets in-flight calls finish within the
+:meth:`Gateway.stop` turns health to NOT_SERVING, ends open streams and watches with
+UNAVAILABLE (their callers reconnect elsewhere), lets in-flight unary calls finish within the
 grace period, closes the pools, and flushes telemetry last. Both are safe to call twice.
 """
 
@@ -29,6 +30,7 @@ from gateway.server.descriptors import (
     enable_reflection,
 )
 from gateway.server.handlers import Handlers
+from gateway.server.tls import CertificateFiles
 from gateway.server.upstream_check import check_upstream
 from gateway.streaming.relay import SseRelay
 from gateway.streaming.watch import WatchHub
@@ -165,8 +167,18 @@ class Gateway:
         return self.port
 
     async def _open(self, server: grpc.aio.Server) -> None:
+        config = self.config
         try:
-            self.port = server.add_insecure_port(str(self.config.listen))
+            if config.tls_cert is not None and config.tls_key is not None:
+                files = CertificateFiles(
+                    config.tls_cert,
+                    config.tls_key,
+                    config.tls_client_ca,
+                    interval=config.tls_reload_interval,
+                )
+                self.port = server.add_secure_port(str(config.listen), files.credentials())
+            else:
+                self.port = server.add_insecure_port(str(config.listen))
         except RuntimeError:
             self.port = 0
         if self.port == 0:
@@ -197,6 +209,10 @@ class Gateway:
         await self.health.enter_graceful_shutdown()
         if delay > 0 and self._server is not None:
             await asyncio.sleep(delay)
+        # Streams and watches have no natural end within the grace: they are ended now
+        # (UNAVAILABLE, GATEWAY_DRAINING) so that their callers reconnect elsewhere at once.
+        self.relay.drain()
+        self.watches.drain()
         if self._server is not None:
             await self._server.stop(grace)
         await self.watches.close()

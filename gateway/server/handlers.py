@@ -13,13 +13,15 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf.message import Message
 
 from gateway.call import read_metadata, request_id_of
-from gateway.errors import to_status
+from gateway.error_body import FieldViolation
+from gateway.errors import InvalidRequest
+from gateway.status import to_status
 from gateway.streaming.relay import SseRelay
 from gateway.streaming.watch import WatchHub
 from gateway.telemetry.provider import Telemetry
@@ -30,7 +32,8 @@ from gateway.transcoding.unary import UnaryTranscoder
 
 log = logging.getLogger("gateway.server")
 
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+Request: TypeAlias = "Message | Undecodable"
 
 
 class Handlers:
@@ -45,31 +48,33 @@ class Handlers:
         self.telemetry = telemetry
 
     def method_handler(self, route: Route) -> grpc.RpcMethodHandler[Any, Any]:
-        request_cls = route.request_codec.cls
+        deserialize = _lenient(route.request_codec.cls)
         serialize: Callable[[Message], bytes] = route.response_codec.cls.SerializeToString
         if route.server_streaming:
             return grpc.unary_stream_rpc_method_handler(
                 self._streaming(route),
-                request_deserializer=request_cls.FromString,
+                request_deserializer=deserialize,
                 response_serializer=serialize,
             )
         return grpc.unary_unary_rpc_method_handler(
             self._unary(route),
-            request_deserializer=request_cls.FromString,
+            request_deserializer=deserialize,
             response_serializer=serialize,
         )
 
-    def _unary(self, route: Route) -> Callable[[Message, Context], Awaitable[Message]]:
+    def _unary(self, route: Route) -> Callable[[Request, Context], Awaitable[Message]]:
         unary, telemetry = self.unary, self.telemetry
         rpc = RpcTelemetry(telemetry, route.full_method, server_streaming=False)
 
-        async def handle(request: Message, context: Context) -> Message:
+        async def handle(request: Request, context: Context) -> Message:
             metadata = context.invocation_metadata()
             call = rpc.begin(metadata)
             try:
                 caller = read_metadata(metadata)
                 call.request_id = caller.request_id
                 context.set_trailing_metadata((("x-request-id", caller.request_id),))
+                if isinstance(request, Undecodable):
+                    raise request.error
                 response = await unary.call(route, request, caller, context.time_remaining(), call)
                 call.code = grpc.StatusCode.OK
                 return response
@@ -81,16 +86,18 @@ class Handlers:
 
         return handle
 
-    def _streaming(self, route: Route) -> Callable[[Message, Context], AsyncIterator[Message]]:
+    def _streaming(self, route: Route) -> Callable[[Request, Context], AsyncIterator[Message]]:
         relay, watches, telemetry = self.relay, self.watches, self.telemetry
         rpc = RpcTelemetry(telemetry, route.full_method, server_streaming=True)
 
-        async def handle(request: Message, context: Context) -> AsyncIterator[Message]:
+        async def handle(request: Request, context: Context) -> AsyncIterator[Message]:
             metadata = context.invocation_metadata()
             call = rpc.begin(metadata)
             try:
                 caller = read_metadata(metadata)
                 call.request_id = caller.request_id
+                if isinstance(request, Undecodable):
+                    raise request.error
                 await context.send_initial_metadata((("x-request-id", caller.request_id),))
                 if route.sse is not None:
                     messages = relay.relay(route, request, caller, context.time_remaining(), call)
@@ -108,6 +115,31 @@ class Handlers:
                 call.end(context.time_remaining())
 
         return handle
+
+
+class Undecodable:
+    """What the deserializer hands the handler for request bytes that are not a message,
+    so that the refusal goes through the handler's boundary (INVALID_ARGUMENT with
+    details, an access line) instead of failing inside gRPC as UNKNOWN."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: InvalidRequest) -> None:
+        self.error = error
+
+
+def _lenient(cls: type[Message]) -> Callable[[bytes], Any]:
+    name = cls.DESCRIPTOR.full_name
+    parse = cls.FromString
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as exc:  # DecodeError, or a RecursionError on deep nesting
+            problem = f"the request is not a valid {name}: {type(exc).__name__}"
+            return Undecodable(InvalidRequest(problem, [FieldViolation("request", problem)]))
+
+    return deserialize
 
 
 async def _abort(

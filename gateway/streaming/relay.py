@@ -14,7 +14,10 @@ How a stream ends:
 * silence past the idle limit (heartbeat comments count as activity) → DEADLINE_EXCEEDED;
 * the caller cancels or its deadline passes → the upstream connection is closed at
   once and, when the run id is known, the run is cancelled upstream in the background
-  (a POST that goes through traffic control like every other request).
+  (a POST that goes through traffic control like every other request);
+* the gateway starts draining (:meth:`SseRelay.drain`) → UNAVAILABLE, reason
+  ``GATEWAY_DRAINING``, at once rather than at the end of the shutdown grace, and the
+  run is cancelled as above: the caller opens it again on another replica.
 
 The stream is opened through :meth:`gateway.traffic.control.TrafficControl.open_stream`:
 admitted by the breaker, the upstream window and the rate limits, on the stream pool.
@@ -38,6 +41,7 @@ from gateway.errors import (
     UpstreamAnswer,
     UpstreamHTTPError,
     UpstreamTransportError,
+    draining,
 )
 from gateway.streaming.settings import StreamSettings
 from gateway.streaming.sse import Comment, EventTooLarge, SSEParser
@@ -45,6 +49,7 @@ from gateway.telemetry.metrics import Metrics
 from gateway.traffic.control import TrafficControl
 from gateway.transcoding.decode import decode_answer
 from gateway.transcoding.headers import UpstreamHeaders
+from gateway.transcoding.json_values import TooDeep
 from gateway.transcoding.routes import Route
 from gateway.transcoding.stream_rules import SseSpec
 from gateway.transcoding.templates import segment_problem
@@ -74,6 +79,8 @@ class SseRelay:
         self.host = traffic.streams.host
         self._open = metrics.sse_open
         self._cancellations: set[asyncio.Task[None]] = set()
+        self._live: dict[_RelayState, UpstreamStream] = {}
+        self._draining = False
 
     async def relay(
         self,
@@ -103,6 +110,9 @@ class SseRelay:
                 idle_timeout=self.settings.idle_timeout,
                 trace=trace,
             ) as stream:
+                if self._draining:
+                    raise draining("stream")
+                self._live[state] = stream
                 if _EVENT_STREAM not in stream.content_type:
                     yield await self._plain_answer(route, spec, stream)
                     state.completed = True
@@ -116,11 +126,21 @@ class SseRelay:
                     if trace is not None:
                         trace.events = state.relayed
         except GatewayError as exc:
+            if state.drained:
+                raise draining("stream") from None
             exc.context["events_relayed"] = str(state.relayed)
             raise
         finally:
+            self._live.pop(state, None)
             if not state.completed:
                 self._cancel_upstream(state, caller, trace)
+
+    def drain(self) -> None:
+        """End every open relay with UNAVAILABLE (GATEWAY_DRAINING), and any opened later."""
+        self._draining = True
+        for state, stream in list(self._live.items()):
+            state.drained = True
+            stream.abort()
 
     async def _events(self, stream: UpstreamStream, state: _RelayState) -> AsyncIterator[Message]:
         parser = SSEParser(self.settings.max_event_bytes)
@@ -132,7 +152,15 @@ class SseRelay:
                         continue
                     if item.type == spec.error_event:
                         raise _error_event(item.data, state, self.host)
-                    message = state.decode(item.type, item.data, item.id)
+                    try:
+                        message = state.decode(item.type, item.data, item.id)
+                    except TooDeep as exc:
+                        raise UpstreamTransportError(
+                            f"an upstream event holds {exc}",
+                            FailureReason.UPSTREAM_BODY_UNREADABLE,
+                            self.host,
+                            state.route.route_template,
+                        ) from exc
                     if message is None:
                         continue
                     state.relayed += 1
@@ -192,7 +220,9 @@ class SseRelay:
             "POST",
             path,
             f"POST cancel of {route.template}",
-            self.headers.for_call("POST", True, caller),
+            # A key of its own: the caller's would name the request that opened the stream,
+            # and the upstream answers a key reused for another request with 422.
+            self.headers.for_call("POST", True, replace(caller, idempotency_key=None)),
             body=b"{}",
         )
         try:
@@ -222,6 +252,7 @@ class _RelayState:
         self.request = request
         self.relayed = 0
         self.completed = False
+        self.drained = False
         self.variables: dict[str, str] = {}
         self._cls = route.response_codec.cls
 

@@ -20,3 +20,6 @@ class WatchSettings:
     backoff: float = 1.5
     poll_timeout: float = 10.0
     max_transient_failures: int = 5
+    longest_wait: float = 60.0
+    """The longest a poller waits before polling again, whatever the upstream's
+    Retry-After says (a watcher must not be left without news for a day)."""

@@ -34,7 +34,7 @@ import orjson
 from google.protobuf.message import Message
 
 from gateway.call import CallerMetadata, CallTrace, credential_digest, new_request_id
-from gateway.errors import GatewayError, Refused, UpstreamHTTPError
+from gateway.errors import GatewayError, Refused, UpstreamHTTPError, draining
 from gateway.streaming.settings import WatchSettings
 from gateway.telemetry.metrics import Metrics
 from gateway.traffic.control import TrafficControl
@@ -62,7 +62,7 @@ _BACKLOG: Final = 16
 class _Update:
     message: Message | None = None
     terminal: bool = False
-    error: GatewayError | None = None
+    error: Exception | None = None
 
 
 @dataclass(eq=False)
@@ -120,7 +120,8 @@ class Poller:
                 update, delay = await self._poll_once()
                 if update.error is not None:
                     failures += 1
-                    transient = update.error.code in _TRANSIENT
+                    code = getattr(update.error, "code", None)
+                    transient = code in _TRANSIENT
                     if not transient or failures >= settings.max_transient_failures:
                         self._publish(update)
                         return
@@ -135,7 +136,7 @@ class Poller:
                         return
                     if delay is not None:
                         interval = max(interval, delay)
-                await self._sleep(interval)
+                await self._sleep(min(interval, settings.longest_wait))
         finally:
             self.hub.forget(self)
 
@@ -166,6 +167,9 @@ class Poller:
         except Refused as exc:
             return _Update(error=exc), exc.retry_after
         except GatewayError as exc:
+            return _Update(error=exc), None
+        except Exception as exc:  # a bug: the watchers get INTERNAL, not a silent hang
+            log.exception("watch poll of %s failed", self.route.route_template)
             return _Update(error=exc), None
         return _Update(message=message, terminal=self._is_terminal(answer.body)), None
 
@@ -205,6 +209,7 @@ class WatchHub:
         self.settings = settings
         self._pollers: dict[tuple[str, str, str], Poller] = {}
         self._open = metrics.watch_open
+        self._draining = False
         metrics.pollers(lambda: len(self._pollers))
 
     @property
@@ -236,6 +241,8 @@ class WatchHub:
     ) -> AsyncGenerator[Message, None]:
         spec = route.watch
         assert spec is not None
+        if self._draining:
+            raise draining("watch")
         headers = self.headers.for_call(route.http_method, False, caller)
         path = route.build(request, headers).path
         credential = headers.get("Authorization", "")
@@ -265,6 +272,17 @@ class WatchHub:
             poller.watchers.discard(watcher)
             if not poller.watchers:
                 poller.wake()  # lets it notice that nobody watches any more
+
+    def drain(self) -> None:
+        """End every watch with UNAVAILABLE (GATEWAY_DRAINING), and any opened later; the
+        pollers stop (:meth:`close` waits for them)."""
+        self._draining = True
+        ended = _Update(error=draining("watch"))
+        for poller in self._pollers.values():
+            for watcher in poller.watchers:
+                watcher.offer(ended)
+            if poller.task is not None:
+                poller.task.cancel()
 
     async def close(self) -> None:
         tasks = [p.task for p in self._pollers.values() if p.task is not None]

@@ -30,7 +30,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from gateway.errors import CallStatus
+from gateway.status import CallStatus
 
 REDACTED: Final = "[REDACTED]"
 

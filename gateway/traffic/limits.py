@@ -15,6 +15,12 @@ and when to revisit are in docs/decisions/001-own-rate-limit-buckets.md, and a
 differential test holds these buckets to aiolimiter's admissions. Waiters are served first
 come, first served.
 
+A call passes its caller's bucket first and the global bucket second. While it waits for
+its own bucket it holds nothing of the global one, so a caller over its own rate queues
+behind itself only: its waiting calls cannot book the shared bucket ahead of other callers
+(each caller adds at most its own rate to the global queue). A call refused or cancelled
+at either step gives back what it reserved, as below.
+
 Guarantee: for every bucket and every interval of length ``t``, the cost admitted is at most
 ``burst + rate * t``. Proof sketch: reservations move the TAT forward by ``cost / rate`` and a
 reservation is admitted no earlier than ``TAT - burst / rate``. A cancelled waiter gives its
@@ -24,7 +30,6 @@ had never come.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -214,43 +219,61 @@ class LocalLimiter:
         return len(self._callers)
 
     async def acquire(self, key: str, cost: float, deadline: float | None) -> None:
-        buckets = self._buckets_for(key)
-        if not buckets:
+        own = self._caller_for(key)
+        shared = self._global
+        if own is None and shared is None:
             return
         now = self.clock.monotonic()
-        at, subject = now, GLOBAL_BUCKET
-        for name, bucket in buckets:
-            when = bucket.admission_time(now, cost)
-            if when > at:
-                at, subject = when, name
-        wait = at - now
-        if wait <= 0:
-            for _, bucket in buckets:
-                bucket.spend(at, cost)
-            self.stats.admitted += 1
-            return
-        if deadline is not None and at >= deadline:
+        own_at = now if own is None else own[1].admission_time(now, cost)
+        shared_at = now if shared is None else shared.admission_time(now, cost)
+        first_at = max(own_at, shared_at)
+        if deadline is not None and first_at > now and first_at >= deadline:
+            subject = GLOBAL_BUCKET if own is None or shared_at >= own_at else own[0]
             self.stats.refused += 1
-            raise refusal(subject, wait, deadline - now)
-        reservations = [bucket.reserve(at, cost) for _, bucket in buckets]
+            raise refusal(subject, first_at - now, deadline - now)
+        held: list[Reservation] = []
+        waited = False  # counted as admitted (and delayed) from the start of its first wait
+        try:
+            if own is not None:
+                # The caller's own bucket first, holding nothing shared while it waits: a
+                # caller over its own rate must never book the global bucket ahead of
+                # callers who could go now.
+                held.append(own[1].reserve(own_at, cost))
+                if own_at > now:
+                    waited = self._delaying()
+                    await self.clock.sleep(own_at - now)
+                    now = self.clock.monotonic()
+            if shared is not None:
+                at = shared.admission_time(now, cost)
+                if at > now:
+                    if deadline is not None and at >= deadline:
+                        self.stats.refused += 1
+                        raise refusal(GLOBAL_BUCKET, at - now, deadline - now)
+                    held.append(shared.reserve(at, cost))
+                    waited = waited or self._delaying()
+                    await self.clock.sleep(at - now)
+                else:
+                    shared.spend(now, cost)
+        except BaseException:
+            for reservation in reversed(held):
+                reservation.cancel()
+            if waited:
+                self.stats.admitted -= 1
+                self.stats.delayed -= 1
+            raise
+        if not waited:
+            self.stats.admitted += 1
+
+    def _delaying(self) -> bool:
         self.stats.admitted += 1
         self.stats.delayed += 1
-        try:
-            await self.clock.sleep(wait)
-        except asyncio.CancelledError:
-            for reservation in reversed(reservations):
-                reservation.cancel()
-            self.stats.admitted -= 1
-            raise
+        return True
 
-    def _buckets_for(self, key: str) -> list[tuple[str, Gcra]]:
-        buckets: list[tuple[str, Gcra]] = []
-        if self._global is not None:
-            buckets.append((GLOBAL_BUCKET, self._global))
-        if key and self.caller_limit is not None:
-            digest = credential_digest(key)
-            buckets.append((caller_subject(digest), self._caller_bucket(digest)))
-        return buckets
+    def _caller_for(self, key: str) -> tuple[str, Gcra] | None:
+        if not key or self.caller_limit is None:
+            return None
+        digest = credential_digest(key)
+        return caller_subject(digest), self._caller_bucket(digest)
 
     def _caller_bucket(self, digest: str) -> Gcra:
         bucket = self._callers.get(digest)

@@ -64,26 +64,34 @@ log = logging.getLogger("gateway.redis_limits")
 
 DEFAULT_NAMESPACE: Final = "gagiteck-gateway"
 _MICROS: Final = 1_000_000
+_REFUSED: Final = 0
+_OWN_ONLY: Final = 2
 
 # KEYS: the buckets. ARGV[1]: the longest wait the caller accepts in microseconds (-1: no
-# limit); then for each key its increment and its tolerance in microseconds.
-# Returns {admitted (0/1), wait in microseconds, index of the bucket that decided the wait,
-#          then on admission, per key: the new TAT and the previous TAT (for a refund)}.
+# limit); ARGV[2]: the index of the caller's own bucket among KEYS (0: none); then for each
+# key its increment and its tolerance in microseconds.
+# Returns {outcome, wait in microseconds, index of the bucket that decided the wait, then
+#          per reserved key: the new TAT and the previous TAT (for a refund)}, where outcome
+# is 0 (refused: nothing spent), 1 (every key reserved for now + wait) or 2 (only the
+# caller's own bucket reserved, for now + wait: call again with the others once it is due,
+# so that a caller over its own rate never books the shared buckets ahead of others).
 GCRA_SCRIPT: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local max_wait = tonumber(ARGV[1])
+local own = tonumber(ARGV[2])
 local n = #KEYS
 local tats = {}
+local whens = {}
 local at = now
 local limiting = 1
 for i = 1, n do
   local tat = tonumber(redis.call('GET', KEYS[i]) or now)
   if tat < now then tat = now end
   tats[i] = tat
-  local when = tat + tonumber(ARGV[2 * i]) - tonumber(ARGV[2 * i + 1])
-  if when > at then
-    at = when
+  whens[i] = tat + tonumber(ARGV[2 * i + 1]) - tonumber(ARGV[2 * i + 2])
+  if whens[i] > at then
+    at = whens[i]
     limiting = i
   end
 end
@@ -91,11 +99,22 @@ local wait = at - now
 if wait > 0 and max_wait >= 0 and wait >= max_wait then
   return {0, math.floor(wait), limiting}
 end
-local out = {1, math.floor(wait), limiting}
-for i = 1, n do
+local first = 1
+local last = n
+local outcome = 1
+if own > 0 and whens[own] > now then
+  at = whens[own]
+  wait = at - now
+  limiting = own
+  first = own
+  last = own
+  outcome = 2
+end
+local out = {outcome, math.floor(wait), limiting}
+for i = first, last do
   local base = tats[i]
   if at > base then base = at end
-  local new = base + tonumber(ARGV[2 * i])
+  local new = base + tonumber(ARGV[2 * i + 1])
   local text = string.format('%.0f', new)
   redis.call('SET', KEYS[i], text, 'PX', math.floor((new - now) / 1000) + 1000)
   out[#out + 1] = text
@@ -178,22 +197,12 @@ class RedisLimiter:
         buckets = self._buckets_for(key)
         if not buckets:
             return
-        now = self.clock.monotonic()
-        if not self._may_ask_redis(now):
+        if not self._may_ask_redis(self.clock.monotonic()):
             self.stats.fallback_calls += 1
             await self.fallback.acquire(key, cost, deadline)
             return
-        max_wait = -1 if deadline is None else max(int((deadline - now) * _MICROS), 0)
-        args: list[int] = [max_wait]
-        for bucket in buckets:
-            limit = bucket.limit
-            args += [
-                _micros(min(cost, limit.burst) / limit.rate),
-                _micros(limit.burst / limit.rate),
-            ]
-        keys = [bucket.key for bucket in buckets]
         try:
-            reply = await self._run(GCRA_SCRIPT, keys, args)
+            reply = await self._ask(buckets, cost, deadline)
         except (RedisError, OSError, TimeoutError) as error:
             self._lost(error)
             self.stats.fallback_calls += 1
@@ -203,7 +212,44 @@ class RedisLimiter:
             self._probing = False
             raise
         self._reached()
-        await self._settle(reply, buckets, deadline)
+        if int(reply[0]) != _OWN_ONLY:
+            await self._settle(reply, buckets, deadline)
+            return
+        # Only the caller's own bucket was reserved: wait for it, then ask for the rest.
+        own, rest = buckets[-1:], buckets[:-1]
+        await self._settle(reply, own, deadline)
+        if not rest:
+            return
+        try:
+            second = await self._ask(rest, cost, deadline)
+        except (RedisError, OSError, TimeoutError) as error:
+            # The caller's own bucket is spent in Redis; the shared ones are judged by
+            # this process's share while Redis is away.
+            self._lost(error)
+            self.stats.fallback_calls += 1
+            await self.fallback.acquire("", cost, deadline)
+            return
+        except BaseException:
+            self._spawn(self._refund([b.key for b in own], list(reply[3:])))
+            raise
+        try:
+            await self._settle(second, rest, deadline)
+        except BaseException:
+            self._spawn(self._refund([b.key for b in own], list(reply[3:])))
+            raise
+
+    async def _ask(self, buckets: Sequence[_Bucket], cost: float, deadline: float | None) -> Any:
+        now = self.clock.monotonic()
+        max_wait = -1 if deadline is None else max(int((deadline - now) * _MICROS), 0)
+        own = 0 if buckets[-1].name == GLOBAL_BUCKET else len(buckets)  # the caller's is last
+        args: list[int] = [max_wait, own]
+        for bucket in buckets:
+            limit = bucket.limit
+            args += [
+                _micros(min(cost, limit.burst) / limit.rate),
+                _micros(limit.burst / limit.rate),
+            ]
+        return await self._run(GCRA_SCRIPT, [bucket.key for bucket in buckets], args)
 
     async def aclose(self) -> None:
         """Finish pending refunds and close the Redis connections (safe to call twice)."""
@@ -224,7 +270,7 @@ class RedisLimiter:
         return buckets
 
     async def _settle(self, reply: Any, buckets: Sequence[_Bucket], deadline: float | None) -> None:
-        admitted, wait = int(reply[0]) == 1, int(reply[1]) / _MICROS
+        admitted, wait = int(reply[0]) != _REFUSED, int(reply[1]) / _MICROS
         if not admitted:
             self.stats.refused += 1
             subject = buckets[int(reply[2]) - 1].name

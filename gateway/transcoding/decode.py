@@ -14,6 +14,7 @@ import orjson
 from google.protobuf.message import Message
 
 from gateway.errors import UpstreamAnswer, UpstreamUnreadable
+from gateway.transcoding.json_values import TooDeep
 from gateway.transcoding.routes import Route
 
 
@@ -38,7 +39,11 @@ def decode_answer(route: Route, answer: UpstreamAnswer, request: Message | None 
         parsed = {route.response_field: parsed}
     elif isinstance(parsed, list) and route.list_field:
         parsed = {route.list_field: parsed}
-    return codec.decode(parsed)
+    try:
+        return codec.decode(parsed)
+    except TooDeep as exc:
+        what = f"the upstream answered HTTP {answer.status} with {exc}"
+        raise UpstreamUnreadable(what, answer, route.route_template) from exc
 
 
 def _describe_unreadable(answer: UpstreamAnswer, exc: orjson.JSONDecodeError) -> str:

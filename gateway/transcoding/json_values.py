@@ -249,18 +249,43 @@ def _json_safe(value: Any) -> Any:
     return None
 
 
+MAX_FREE_FORM_DEPTH: Final = 32
+"""Deepest JSON a free-form field (Struct, Value, ListValue) may carry. Each JSON level is
+two protobuf levels (Struct → Value), and gRPC clients refuse messages nested deeper than
+100 (the protobuf parsers' default), so deeper JSON could not reach a caller anyway."""
+
+
+class TooDeep(Exception):
+    """A free-form JSON value nested deeper than :data:`MAX_FREE_FORM_DEPTH`."""
+
+
+def check_depth(value: Any) -> None:
+    """Raise TooDeep when ``value`` nests deeper than the limit (walked without recursion)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_FREE_FORM_DEPTH:
+            raise TooDeep(f"free-form JSON nested deeper than {MAX_FREE_FORM_DEPTH} levels")
+        if type(item) is dict:
+            pending.extend((v, depth + 1) for v in item.values() if type(v) in (dict, list))
+        elif type(item) is list:
+            pending.extend((v, depth + 1) for v in item if type(v) in (dict, list))
+
+
 def decode_struct(value: Any) -> Any:
     """Parsed JSON objects go to the constructor as they are (upb builds the Struct);
     values it refuses send the message down :meth:`MessageCodec._decode_slowly`."""
-    return value if type(value) is dict else SKIP
+    if type(value) is not dict:
+        return SKIP
+    check_depth(value)
+    return value
 
 
 def decode_list_value(value: Any) -> Any:
-    return (
-        struct_pb2.ListValue(values=[_value_of(v) for v in value])
-        if isinstance(value, list)
-        else SKIP
-    )
+    if not isinstance(value, list):
+        return SKIP
+    check_depth(value)
+    return struct_pb2.ListValue(values=[_value_of(v) for v in value])
 
 
 def _value_of(value: Any) -> struct_pb2.Value:
@@ -283,6 +308,8 @@ def _value_of(value: Any) -> struct_pb2.Value:
 
 
 def decode_value(value: Any) -> Any:
+    if type(value) in (dict, list):
+        check_depth(value)
     return _value_of(value)
 
 

@@ -85,8 +85,8 @@ class Connection(asyncio.Protocol):
         self.reusable = False
         if self.waiter is None or self.waiter.done():
             return
-        if self.headers_done and self.until_close:
-            self.on_message_complete()  # the body ran to the end of the connection
+        if self.headers_done and self.until_close and exc is None:
+            self.on_message_complete()  # the body ran to a clean end of the connection
         elif self.headers_done:
             self._fail(BodyTruncated("the upstream's answer was cut off before its end"))
         else:

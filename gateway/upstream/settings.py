@@ -1,7 +1,9 @@
-"""What an upstream client needs to know: where the REST API is, and its pool's limits."""
+"""What an upstream client needs to know: where the REST API is, whom to trust there,
+and its pool's limits."""
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
@@ -22,6 +24,14 @@ class UpstreamSettings:
     pool_size: int = 64
     connect_timeout: float = 5.0
     max_body_bytes: int = 16 * 1024 * 1024
+    ca_file: str | None = None
+    """PEM file of the only CAs trusted for an https origin; None: the system's CAs."""
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of an https origin (hostname and chain verified), else None."""
+        if not self.base_url.startswith("https:"):
+            return None
+        return ssl.create_default_context(cafile=self.ca_file)
 
 
 @dataclass(frozen=True, slots=True)

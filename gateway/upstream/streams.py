@@ -33,7 +33,7 @@ from gateway.upstream.translate import translating
 class UpstreamStream:
     """An upstream answer being read: its status and headers now, its body as it comes."""
 
-    __slots__ = ("_host", "_idle_timeout", "_response", "_route", "_timeout")
+    __slots__ = ("_host", "_idle_timeout", "_max_body", "_response", "_route", "_timeout")
 
     def __init__(
         self,
@@ -42,12 +42,14 @@ class UpstreamStream:
         route: str,
         timeout: float | None,
         idle_timeout: float,
+        max_body: int,
     ) -> None:
         self._response = response
         self._host = host
         self._route = route
         self._timeout = timeout
         self._idle_timeout = idle_timeout
+        self._max_body = max_body
 
     @property
     def status(self) -> int:
@@ -62,6 +64,11 @@ class UpstreamStream:
         """The answer's headers, names in lower case."""
         return {k.lower(): v for k, v in self._response.headers.items()}
 
+    def abort(self) -> None:
+        """Close the connection under a reader (the gateway is draining): the read that is
+        waiting, or the next one, fails as a lost connection."""
+        self._response.close()
+
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body's bytes as they arrive (silence past the idle limit: UpstreamTimeout)."""
         with translating(self._host, self._route, self._timeout, self._idle_timeout):
@@ -69,10 +76,22 @@ class UpstreamStream:
                 yield chunk
 
     async def read(self) -> UpstreamAnswer:
-        """The whole answer (for answers that are not event streams)."""
+        """The whole answer (for answers that are not event streams), at most the pool's
+        ``max_body_bytes`` once decompressed (more: UpstreamTransportError)."""
         response = self._response
-        with translating(self._host, self._route, self._timeout, self._idle_timeout):
-            body = await response.read()
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self.chunks():
+            size += len(chunk)
+            if size > self._max_body:
+                raise UpstreamTransportError(
+                    f"the upstream's answer exceeds the {self._max_body}-byte limit",
+                    FailureReason.UPSTREAM_BODY_TOO_LARGE,
+                    self._host,
+                    self._route,
+                )
+            parts.append(chunk)
+        body = b"".join(parts)
         return UpstreamAnswer(
             status=response.status,
             headers=self.headers,
@@ -110,6 +129,7 @@ class StreamClient:
             ttl_dns_cache=300,
             keepalive_timeout=KEEPALIVE_SECONDS,
             family=socket.AF_UNSPEC,
+            ssl=self.settings.ssl_context() or True,
         )
         self._connector = connector
         self._session = aiohttp.ClientSession(
@@ -165,7 +185,9 @@ class StreamClient:
             record.answered(response.status)
             record.observe()
             try:
-                yield UpstreamStream(response, self.host, route, timeout, idle_timeout)
+                yield UpstreamStream(
+                    response, self.host, route, timeout, idle_timeout, self.settings.max_body_bytes
+                )
             finally:
                 if response.content.at_eof():
                     response.release()

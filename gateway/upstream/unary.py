@@ -56,6 +56,7 @@ class UnaryClient:
             max_body_bytes=settings.max_body_bytes,
             keepalive_timeout=KEEPALIVE_SECONDS,
             headers=DEFAULT_HEADERS,
+            ssl_context=settings.ssl_context(),
         )
 
     async def close(self) -> None:

@@ -23,6 +23,10 @@ MAX_LINE_BYTES: Final = 8190
 """Most bytes of the status line or of one header field (aiohttp's limits too)."""
 MAX_FIELDS: Final = 128
 """Most header fields accepted in one answer (aiohttp's limit too)."""
+MAX_GZIP_MEMBERS: Final = 16
+"""Most gzip members one body may hold. A body of many members is legal but never sent
+by an API; each member costs a copy of the rest of the body, so the count bounds the work
+of decoding as ``max_body_bytes`` bounds its output."""
 BAD_CHARACTERS: Final = frozenset("\r\n\x00")
 
 
@@ -91,6 +95,10 @@ def decoded_body(body: bytes, encoding: str, limit: int) -> bytes:
     size = 0
     rest = body
     while True:  # a gzip body may hold several members, one after another
+        if len(parts) == MAX_GZIP_MEMBERS:
+            raise ProtocolError(
+                f"the upstream's {coding} body holds more than {MAX_GZIP_MEMBERS} members"
+            )
         inflater = zlib.decompressobj(wbits)
         try:
             part = inflater.decompress(rest, limit + 1 - size)

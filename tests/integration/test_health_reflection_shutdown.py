@@ -10,11 +10,19 @@ import grpc
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from gagiteck.v1 import agent_pb2, agent_pb2_grpc
+from gagiteck.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    execution_pb2,
+    execution_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.support.harness import serving_app, serving_gateway
+from gateway.emulator import EmulatorConfig, running_emulator
+from tests.support.harness import details_of, serving_app, serving_gateway
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -127,3 +135,58 @@ async def test_graceful_shutdown_finishes_in_flight_calls(slow_upstream: str) ->
         assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
         assert running.gateway.state.value == "closed"
         await running.gateway.stop()  # safe twice
+
+
+@pytest.mark.asyncio
+async def test_drain_ends_streams_and_watches_at_once_with_unavailable() -> None:
+    """Issue 12, item 13: a stop waited the whole grace while a stream or a watch was open.
+    Now both end at drain start with UNAVAILABLE (GATEWAY_DRAINING, RetryInfo 0), the
+    abandoned run is cancelled upstream, and the stop does not wait for the grace."""
+    config = EmulatorConfig(open_mode=True, stream_delay_seconds=0.05, step_delay_seconds=5.0)
+    async with running_emulator(config) as emulator, serving_gateway(emulator.url) as running:
+        agents = agent_pb2_grpc.AgentServiceStub(running.channel)
+        agent = await agents.CreateAgent(
+            agent_pb2.CreateAgentRequest(agent=agent_pb2.Agent(name="Long", system_prompt="s")),
+            timeout=5,
+        )
+        workflows = workflow_pb2_grpc.WorkflowServiceStub(running.channel)
+        step = workflow_pb2.WorkflowStep(id="s1", type="transform", name="Slow")
+        workflow = await workflows.CreateWorkflow(
+            workflow_pb2.CreateWorkflowRequest(
+                workflow=workflow_pb2.Workflow(name="w", steps=[step])
+            ),
+            timeout=5,
+        )
+        execution = await workflows.TriggerWorkflow(
+            workflow_pb2.TriggerWorkflowRequest(workflow_id=workflow.id), timeout=5
+        )
+        stream = agents.StreamAgentRun(
+            agent_pb2.StreamAgentRunRequest(agent_id=agent.id, message=" ".join(["w"] * 400)),
+            timeout=60,
+        )
+        first = await stream.read()
+        assert isinstance(first, agent_pb2.AgentRunEvent)
+        run_id = first.run_started.run_id
+        executions = execution_pb2_grpc.ExecutionServiceStub(running.channel)
+        watch = executions.WatchExecution(
+            execution_pb2.WatchExecutionRequest(execution_id=execution.id), timeout=60
+        )
+        await watch.read()  # the first snapshot: the watch is open
+        grace = 60.0
+        stopping = asyncio.ensure_future(running.gateway.stop(grace=grace, delay=0))
+        for call in (stream, watch):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await _read_to_the_end(call)
+            assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+            found = details_of(caught.value)
+            assert found["ErrorInfo"].reason == "GATEWAY_DRAINING"
+            assert found["RetryInfo"].retry_delay.ToTimedelta().total_seconds() == 0
+        # the stop finishes with the cancel POST, well inside the grace it was given
+        await asyncio.wait_for(stopping, timeout=grace / 4)
+        cancels = [r for r in emulator.state.requests.last(200) if r["path"].endswith("/cancel")]
+        assert any(run_id in r["path"] for r in cancels)
+
+
+async def _read_to_the_end(call: Any) -> None:
+    while await call.read() is not grpc.aio.EOF:
+        pass

@@ -127,6 +127,58 @@ async def test_cancelled_waiter_gives_its_reservation_back(redis_server: RedisSe
 
 
 @pytest.mark.asyncio
+async def test_a_caller_waiting_on_its_own_bucket_books_nothing_shared(
+    redis_server: RedisServer,
+) -> None:
+    """Issue 12, item 1, through the script: a 1/s caller's queued calls once booked the
+    global bucket a minute ahead, for every process sharing it."""
+    limiter = limiter_for(redis_server, RateLimit(rate=100, burst=10), RateLimit(1, 1))
+    other_process = limiter_for(redis_server, RateLimit(rate=100, burst=10), RateLimit(1, 1))
+    deadline = limiter.clock.monotonic() + 60
+    greedy = [asyncio.create_task(limiter.acquire("greedy", 1, deadline)) for _ in range(60)]
+    try:
+        await asyncio.sleep(0.2)
+        assert sum(task.done() for task in greedy) == 1
+        # nine other callers, through another process, pass at once: the rest of the burst
+        for number in range(9):
+            assert await admitted_now(other_process, f"polite-{number}")
+        # the greedy caller's own second call, 1 s after its first, then goes too
+        await asyncio.sleep(1.0)
+        assert sum(task.done() for task in greedy) == 2
+    finally:
+        for task in greedy:
+            task.cancel()
+        await asyncio.gather(*greedy, return_exceptions=True)
+        await limiter.aclose()
+        await other_process.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_refusal_by_the_global_bucket_after_the_own_wait_refunds_the_own(
+    redis_server: RedisServer,
+) -> None:
+    limiter = limiter_for(redis_server, RateLimit(rate=10, burst=1), RateLimit(rate=5, burst=1))
+    others: list[asyncio.Task[None]] = []
+    try:
+        await limiter.acquire("a", 1, None)  # own bucket until +0.2 s, global until +0.1 s
+        start = limiter.clock.monotonic()
+        waiting = asyncio.create_task(limiter.acquire("a", 1, start + 0.25))  # own: +0.2
+        await asyncio.sleep(0.02)
+        # meanwhile four other callers book the global bucket up to +0.5 s
+        others = [asyncio.create_task(limiter.acquire(f"b{n}", 1, None)) for n in range(4)]
+        with pytest.raises(Refused) as caught:
+            await waiting
+        assert caught.value.quota_subject == "global"
+        await asyncio.gather(*others)
+        await asyncio.sleep(0.05)  # the refund runs in the background
+        assert limiter.stats.refunds == 1
+    finally:
+        for task in others:
+            task.cancel()
+        await limiter.aclose()
+
+
+@pytest.mark.asyncio
 async def test_script_is_sent_again_after_noscript(redis_server: RedisServer) -> None:
     limiter = limiter_for(redis_server, RateLimit(rate=100, burst=100))
     try:

@@ -127,6 +127,28 @@ async def test_cancel_closes_upstream_and_cancels_the_run(stack: Stack) -> None:
 
 
 @pytest.mark.asyncio
+async def test_cancel_of_a_run_opened_with_the_callers_idempotency_key(stack: Stack) -> None:
+    """Issue 12, item 8: the cancel POST reused the caller's key, the upstream answered 422
+    (a key used for another request) and the run went on."""
+    request = agent_pb2.StreamAgentRunRequest(agent_id=stack.agent_id, message=LONG_MESSAGE)
+    call = stack.agents.StreamAgentRun(
+        request, timeout=30, metadata=(("idempotency-key", "caller-key-stream-1"),)
+    )
+    first = await call.read()
+    assert isinstance(first, agent_pb2.AgentRunEvent)
+    run_id = first.run_started.run_id
+    call.cancel()
+
+    def cancels() -> list[dict[str, Any]]:
+        return [r for r in _requests(stack.emulator) if r["path"].endswith(f"/{run_id}/cancel")]
+
+    assert await _wait_until(lambda: bool(cancels()) and cancels()[-1]["status"] is not None)
+    cancel = cancels()[-1]
+    assert 200 <= cancel["status"] < 300
+    assert cancel["headers"].get("idempotency-key") not in (None, "caller-key-stream-1")
+
+
+@pytest.mark.asyncio
 async def test_deadline_closes_upstream(stack: Stack) -> None:
     _, error = await _collect(_run(stack, LONG_MESSAGE, timeout=0.3))
     assert error is not None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import grpc
+import orjson
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 
 from gateway.errors import (
     ANSWERED,
@@ -15,9 +17,9 @@ from gateway.errors import (
     UpstreamHTTPError,
     UpstreamTransportError,
     http_to_code,
-    to_status,
     upper_snake,
 )
+from gateway.status import to_status
 from gateway.traffic.breaker import Verdict, verdict_for_status, verdict_of
 from gateway.traffic.retry import FailureKind, classify_failure, is_retryable
 
@@ -104,3 +106,37 @@ def test_every_transport_reason_means_one_thing_to_retries_and_the_breaker(
 
 def http_error(status: int) -> UpstreamHTTPError:
     return UpstreamHTTPError(UpstreamAnswer(status, {}, b"", "", "h"), "GET /r")
+
+
+# --------------------------------------------------------------------------- bounded statuses
+
+
+def _trailer(status: object) -> bytes:
+    value = dict(status.trailing_metadata)["grpc-status-details-bin"]  # type: ignore[attr-defined]
+    assert isinstance(value, bytes)
+    return value
+
+
+def test_a_huge_upstream_detail_keeps_its_status_within_a_trailer() -> None:
+    """A 400 with a 20 KB detail reached callers as RESOURCE_EXHAUSTED (the trailers were
+    over gRPC's metadata limit)."""
+    body = orjson.dumps({"detail": "x" * 20_000})
+    error = UpstreamHTTPError(UpstreamAnswer(400, {}, body, "application/json", "h"), "GET /r")
+    status = to_status(error, "rid")
+    assert status.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert len(status.message) <= 1024
+    assert len(_trailer(status)) <= 4096
+
+
+def test_thousands_of_violations_are_cut_and_say_so() -> None:
+    detail = [{"loc": ["body", f"f{n}"], "msg": "m" * 300, "type": "t"} for n in range(5000)]
+    body = orjson.dumps({"detail": detail})
+    error = UpstreamHTTPError(UpstreamAnswer(422, {}, body, "application/json", "h"), "POST /r")
+    status = to_status(error, "rid")
+    rich = status_pb2.Status.FromString(_trailer(status))
+    assert len(rich.SerializeToString()) <= 4096
+    infos = [d for d in rich.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
+    info = error_details_pb2.ErrorInfo()
+    infos[0].Unpack(info)
+    assert info.metadata["details_truncated"] == "true"
+    assert info.reason == "VALIDATION_FAILED"

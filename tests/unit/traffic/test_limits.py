@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from gateway.call import credential_digest
 from gateway.config.parsers import costs
-from gateway.errors import Refused, to_status
+from gateway.errors import Refused
+from gateway.status import to_status
 from gateway.testing import FakeClock
 from gateway.traffic.limits import (
     CostTable,
@@ -330,3 +331,43 @@ def test_gcra_never_admits_more_than_burst_plus_rate_times_time(
                 admitted.remove(entry)
             # otherwise its spend stays: fewer admissions, never more
     assert_bounded([a for a, _, _ in admitted], [c for _, c, _ in admitted], rate, burst)
+
+
+@pytest.mark.asyncio
+async def test_a_caller_waiting_on_its_own_bucket_books_nothing_shared() -> None:
+    """Issue 12, item 1: 60 queued calls of a 1/s caller once booked the global bucket a
+    minute ahead, refusing every other caller until long after the greedy one left."""
+    clock = FakeClock(start=0.0)
+    limiter = LocalLimiter(clock, RateLimit(rate=100, burst=10), RateLimit(rate=1, burst=1))
+    greedy = [asyncio.create_task(limiter.acquire("greedy", 1, 100.0)) for _ in range(60)]
+    await asyncio.sleep(0)
+    assert sum(task.done() for task in greedy) == 1
+    # nine other callers are admitted at once: the rest of the global burst
+    for number in range(9):
+        assert await offer(limiter, clock, key=f"polite-{number}")
+    await clock.advance(5.0)
+    assert sum(task.done() for task in greedy) == 6  # its own 1/s, no more
+    for task in greedy:
+        task.cancel()
+    await asyncio.gather(*greedy, return_exceptions=True)
+    assert await offer(limiter, clock, key="someone-else")
+
+
+@pytest.mark.asyncio
+async def test_a_call_refused_by_the_global_bucket_after_its_own_wait_gives_both_back() -> None:
+    clock = FakeClock(start=0.0)
+    limiter = LocalLimiter(clock, RateLimit(rate=1, burst=1), RateLimit(rate=1, burst=1))
+    await limiter.acquire("a", 1, None)  # both buckets spent until t=1
+    waiting = asyncio.create_task(limiter.acquire("a", 1, 1.5))  # own bucket: t=1
+    await asyncio.sleep(0)
+    # meanwhile another caller books the global bucket up to t=2
+    other = asyncio.create_task(limiter.acquire("b", 1, None))
+    await clock.advance(1.2)
+    with pytest.raises(Refused) as caught:
+        await waiting
+    assert caught.value.quota_subject == "global"
+    await other
+    assert limiter.stats.refused == 1
+    # "a" gave its own reservation back: it is admitted at once when the global bucket is
+    await clock.advance(1.0)
+    assert await offer(limiter, clock, key="a")

@@ -20,8 +20,8 @@ from gateway.errors import (
     UpstreamHTTPError,
     UpstreamTimeout,
     UpstreamTransportError,
-    to_status,
 )
+from gateway.status import to_status
 from gateway.testing import FakeClock
 from gateway.traffic.budget import RetryBudget
 from gateway.traffic.retry import (
