@@ -5,8 +5,14 @@
   forwarded: a value with CR, LF or NUL could split an HTTP header upstream, so it is
   refused with INVALID_ARGUMENT (its content is never echoed). The request id is the
   caller's ``x-request-id`` when it is sane, or a new one.
-* :func:`credential_digest` is the only form in which a credential is kept (rate-limit
-  buckets, upstream windows, watch pollers are keyed by it).
+* :class:`CallerKeys` names the caller: a salted digest of its credential (compared
+  without the scheme's case or extra spaces), of its client certificate (mTLS), or of its
+  address when it sent neither. The key chooses its rate-limit bucket and its share of
+  open streams, and namespaces its idempotency keys when the gateway's own credential
+  goes upstream. The salt is a secret the replicas share and Redis never holds.
+* :func:`credential_digest` is the form in which a credential is kept in this process's
+  memory (upstream windows and watch pollers are keyed by it): salted with a random
+  value of this process.
 * :class:`CallTrace` is the call's trace handle: what the upstream requests made for the
   call need to join its trace, and what they report back for its access line. Telemetry
   fills it in (:class:`gateway.telemetry.server.ServerCall`); with tracing off it carries
@@ -17,11 +23,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import os
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanContext
@@ -39,6 +46,8 @@ class CallerMetadata:
     request_id: str
     authorization: str | None = None
     idempotency_key: str | None = None
+    caller: str = ""
+    """The caller's key (:class:`CallerKeys`); "" when the call's caller is not told apart."""
 
 
 _ids = random.Random(int.from_bytes(os.urandom(16), "big"))
@@ -51,7 +60,13 @@ def new_request_id() -> str:
     return f"{_ids.getrandbits(128):032x}"
 
 
-def read_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> CallerMetadata:
+def read_metadata(
+    metadata: Iterable[tuple[str, str | bytes]] | None,
+    keys: CallerKeys | None = None,
+    connection: Connection | None = None,
+) -> CallerMetadata:
+    """The caller's metadata, checked; with ``keys``, its caller key too (``connection``
+    tells the client certificate and the address, asked only when they are needed)."""
     request_id: str | None = None
     authorization: str | None = None
     idempotency_key: str | None = None
@@ -90,7 +105,9 @@ def read_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> CallerM
             + "; ".join(f"{p.field} {p.description}" for p in problems),
             problems,
         )
-    return CallerMetadata(request_id or new_request_id(), authorization or None, idempotency_key)
+    authorization = authorization or None
+    caller = "" if keys is None else keys.key(authorization, connection)
+    return CallerMetadata(request_id or new_request_id(), authorization, idempotency_key, caller)
 
 
 def _sane(value: str, limit: int) -> bool:
@@ -105,14 +122,102 @@ def request_id_of(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     return new_request_id()
 
 
+_PROCESS_SALT: Final = os.urandom(32)
+
+
 @functools.lru_cache(maxsize=4096)
 def credential_digest(credential: str) -> str:
-    """The SHA-256 of a credential in hex: the only form in which the gateway keeps one.
+    """A credential's HMAC-SHA256 (hex) under this process's random salt: the form in which
+    it is kept in memory. Never for what other processes must agree on (that is
+    :class:`CallerKeys`'s shared salt).
 
     Cached (a caller sends the same credential call after call); the cache lives in this
     process's memory only, next to the connections that carried the credentials anyway.
     """
-    return hashlib.sha256(credential.encode()).hexdigest()
+    return hmac.new(_PROCESS_SALT, credential.encode(), hashlib.sha256).hexdigest()
+
+
+def normalized_credential(authorization: str) -> str:
+    """One spelling per credential: the scheme in lower case, single spaces (``BEARER  k``,
+    ``bearer k`` and ``Bearer k`` are one caller; tokens keep their case)."""
+    parts = authorization.split()
+    if len(parts) < 2:
+        return " ".join(parts)
+    return " ".join([parts[0].lower(), *parts[1:]])
+
+
+CallerSource = Literal["credential", "client-certificate"]
+CALLER_SOURCES: Final = ("credential", "client-certificate")
+
+Connection = Callable[[], tuple[str | None, str | None]]
+"""Asked for a call's connection facts: (client certificate identity or None, peer address
+or None)."""
+
+
+class CallerKeys:
+    """Tells callers apart, as salted digests (64 hex digits).
+
+    A caller is, in order of preference, its credential (normalized) or — with
+    ``prefer="client-certificate"`` — its verified client certificate first; then the
+    other one; then its address (the host, without the port): callers who send neither a
+    credential nor a certificate share a key per address, so they still have a bucket and
+    a stream cap. ``salt`` must be the same in every replica sharing buckets in Redis or
+    retrying each other's calls (see :func:`namespaced_idempotency_key`).
+    """
+
+    __slots__ = ("_cache", "_salt", "prefer")
+
+    def __init__(self, salt: bytes, prefer: CallerSource = "credential") -> None:
+        if len(salt) < 16:
+            raise ValueError("the caller-key salt must be at least 16 bytes")
+        self._salt = salt
+        self.prefer = prefer
+        self._cache: dict[str, str] = {}
+
+    def key(self, authorization: str | None, connection: Connection | None = None) -> str:
+        certificate, peer = (
+            (None, None) if connection is None else _ask(connection, authorization, self.prefer)
+        )
+        if self.prefer == "client-certificate" and certificate:
+            return self.digest(certificate)
+        if authorization:
+            return self.digest("credential:" + normalized_credential(authorization))
+        if certificate:
+            return self.digest(certificate)
+        if peer:
+            return self.digest("peer:" + _host_of(peer))
+        return ""
+
+    def digest(self, value: str) -> str:
+        found = self._cache.get(value)
+        if found is None:
+            if len(self._cache) >= 4096:
+                self._cache.clear()
+            found = self._cache[value] = hmac.new(
+                self._salt, value.encode(), hashlib.sha256
+            ).hexdigest()
+        return found
+
+
+def _ask(
+    connection: Connection, authorization: str | None, prefer: CallerSource
+) -> tuple[str | None, str | None]:
+    if authorization and prefer == "credential":
+        return None, None  # the credential decides: the connection is not asked
+    return connection()
+
+
+def _host_of(peer: str) -> str:
+    """``ipv4:10.0.0.7:51234`` → ``ipv4:10.0.0.7``; ``ipv6:[::1]:5`` → ``ipv6:[::1]``."""
+    head, _, tail = peer.rpartition(":")
+    return head if head and tail.isdigit() else peer
+
+
+def namespaced_idempotency_key(caller: str, key: str) -> str:
+    """The ``Idempotency-Key`` sent upstream for a caller's key when the gateway's own
+    credential goes upstream: two callers' equal keys must not find each other's stored
+    answer. Deterministic (the caller's retries, through any replica, send the same one)."""
+    return hashlib.sha256(f"{caller}\n{key}".encode()).hexdigest()
 
 
 ROOT_CONTEXT: Final = Context()

@@ -50,6 +50,8 @@ class FailureReason(enum.StrEnum):
     open it again on another replica at once."""
     GATEWAY_RATE_LIMITED = "GATEWAY_RATE_LIMITED"
     """A token bucket's wait would outlast the call's deadline."""
+    GATEWAY_STREAM_LIMIT = "GATEWAY_STREAM_LIMIT"
+    """The caller already holds as many open streams and watches as a caller may."""
     GATEWAY_OVERLOADED = "GATEWAY_OVERLOADED"
     """Every upstream slot is taken and the queue for them is full."""
     GATEWAY_QUEUE_TIMEOUT = "GATEWAY_QUEUE_TIMEOUT"

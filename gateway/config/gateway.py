@@ -9,11 +9,15 @@ parts together without repacking values.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
+from gateway.call import CallerKeys, CallerSource
 from gateway.config.otel import load_telemetry
 from gateway.config.parsers import (
     ConfigError,
@@ -70,6 +74,9 @@ class GatewayConfig:
     rate_limit_burst: float | None = None
     caller_rate_limit_rps: float | None = None
     caller_rate_limit_burst: float | None = None
+    caller_identity: CallerSource = "credential"
+    caller_max_streams: int = 32
+    digest_salt: str | None = field(default=None, repr=False)
     method_costs: tuple[tuple[str, float], ...] = ()
     upstream_queue: int = 128
     redis_url: str | None = field(default=None, repr=False)
@@ -127,7 +134,22 @@ class GatewayConfig:
             retry_budget_ratio=self.retry_budget_ratio,
             breaker_failures=self.breaker_failures,
             breaker_open_seconds=self.breaker_open_seconds,
+            caller_max_streams=self.caller_max_streams,
         )
+
+    def caller_keys(self) -> CallerKeys:
+        """Caller keys under the configured salt; without one, a salt derived from the
+        gateway's own key (the replicas share it, Redis never sees it), else a random
+        one for this start (load_config refuses that with shared buckets in Redis)."""
+        if self.digest_salt:
+            salt = hashlib.sha256(self.digest_salt.encode()).digest()
+        elif self.upstream_api_key:
+            salt = hmac.new(
+                self.upstream_api_key.encode(), b"gagiteck-gateway caller keys", hashlib.sha256
+            ).digest()
+        else:
+            salt = _START_SALT
+        return CallerKeys(salt, self.caller_identity)
 
     def upstream_headers(self) -> UpstreamHeaders:
         return UpstreamHeaders(
@@ -152,7 +174,11 @@ class GatewayConfig:
 
     def redactor(self) -> Redactor:
         """Redacts the configured secrets wherever they would appear, and credential shapes."""
-        return Redactor((self.upstream_api_key, self.webhook_secret))
+        return Redactor((self.upstream_api_key, self.webhook_secret, self.digest_salt))
+
+
+_START_SALT: Final = os.urandom(32)
+"""The caller-key salt of this start when none is configured (forked workers share it)."""
 
 
 def load_config(
@@ -205,6 +231,29 @@ def _cross_checks(config: GatewayConfig) -> list[str]:
     if config.max_message_bytes < 1024:
         problems.append("GATEWAY_MAX_MESSAGE_BYTES must be at least 1024")
     problems.extend(_tls_checks(config))
+    problems.extend(_caller_checks(config))
+    return problems
+
+
+def _caller_checks(config: GatewayConfig) -> list[str]:
+    problems = []
+    if config.caller_identity == "client-certificate" and config.tls_client_ca is None:
+        problems.append(
+            "GATEWAY_CALLER_IDENTITY=client-certificate needs client certificates: set "
+            "GATEWAY_TLS_CLIENT_CA (with GATEWAY_TLS_CERT and GATEWAY_TLS_KEY)"
+        )
+    if (
+        config.redis_url
+        and config.caller_rate_limit_rps is not None
+        and not (config.digest_salt or config.upstream_api_key)
+    ):
+        problems.append(
+            "per-caller buckets in Redis (GATEWAY_REDIS_URL with "
+            "GATEWAY_CALLER_RATE_LIMIT_RPS) need a salt every replica shares and Redis does "
+            "not hold: set GATEWAY_DIGEST_SALT to a secret of at least 16 characters"
+        )
+    if config.digest_salt is not None and len(config.digest_salt) < 16:
+        problems.append("GATEWAY_DIGEST_SALT must be at least 16 characters")
     return problems
 
 

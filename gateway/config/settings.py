@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from gateway.call import CALLER_SOURCES
 from gateway.config.parsers import (
     boolean,
     choice,
@@ -259,6 +260,32 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "--caller-rate-limit-burst",
         positive_float,
         "per-caller bucket size (default: one second's worth)",
+    ),
+    Setting(
+        "caller_identity",
+        "GATEWAY_CALLER_IDENTITY",
+        "--caller-identity",
+        choice(CALLER_SOURCES),
+        "what tells callers apart for their buckets and stream caps: their credential "
+        "(then their client certificate, then their address), or their client certificate "
+        "first (needs GATEWAY_TLS_CLIENT_CA)",
+    ),
+    Setting(
+        "caller_max_streams",
+        "GATEWAY_CALLER_MAX_STREAMS",
+        "--caller-max-streams",
+        non_negative_int,
+        "streams and watches one caller may hold open in a process (0: no cap)",
+    ),
+    Setting(
+        "digest_salt",
+        "GATEWAY_DIGEST_SALT",
+        "--digest-salt",
+        secret_value,
+        "secret salt of the caller keys kept in Redis and of namespaced idempotency keys; "
+        "the same in every replica (default: derived from GATEWAY_UPSTREAM_API_KEY, or "
+        "random per start without Redis)",
+        secret=True,
     ),
     Setting(
         "method_costs",

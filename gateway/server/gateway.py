@@ -91,6 +91,8 @@ class Gateway:
             self.relay,
             self.watches,
             self.telemetry,
+            config.caller_keys(),
+            client_certificates=config.tls_client_ca is not None,
         )
         self.admin = self._admin_server()
         self.health = health.aio.HealthServicer()

@@ -18,9 +18,10 @@ from typing import Any, TypeAlias
 import grpc
 from google.protobuf.message import Message
 
-from gateway.call import read_metadata, request_id_of
+from gateway.call import CallerKeys, read_metadata, request_id_of
 from gateway.error_body import FieldViolation
 from gateway.errors import InvalidRequest
+from gateway.server.tls import client_identity
 from gateway.status import to_status
 from gateway.streaming.relay import SseRelay
 from gateway.streaming.watch import WatchHub
@@ -40,12 +41,20 @@ class Handlers:
     """What the handlers call: the unary transcoder, the SSE relay, the watch hub."""
 
     def __init__(
-        self, unary: UnaryTranscoder, relay: SseRelay, watches: WatchHub, telemetry: Telemetry
+        self,
+        unary: UnaryTranscoder,
+        relay: SseRelay,
+        watches: WatchHub,
+        telemetry: Telemetry,
+        keys: CallerKeys,
+        client_certificates: bool = False,
     ) -> None:
         self.unary = unary
         self.relay = relay
         self.watches = watches
         self.telemetry = telemetry
+        self.keys = keys
+        self.client_certificates = client_certificates
 
     def method_handler(self, route: Route) -> grpc.RpcMethodHandler[Any, Any]:
         deserialize = _lenient(route.request_codec.cls)
@@ -63,14 +72,15 @@ class Handlers:
         )
 
     def _unary(self, route: Route) -> Callable[[Request, Context], Awaitable[Message]]:
-        unary, telemetry = self.unary, self.telemetry
+        unary, telemetry, keys = self.unary, self.telemetry, self.keys
+        connection = _connection_facts(self.client_certificates)
         rpc = RpcTelemetry(telemetry, route.full_method, server_streaming=False)
 
         async def handle(request: Request, context: Context) -> Message:
             metadata = context.invocation_metadata()
             call = rpc.begin(metadata)
             try:
-                caller = read_metadata(metadata)
+                caller = read_metadata(metadata, keys, lambda: connection(context))
                 call.request_id = caller.request_id
                 context.set_trailing_metadata((("x-request-id", caller.request_id),))
                 if isinstance(request, Undecodable):
@@ -87,14 +97,15 @@ class Handlers:
         return handle
 
     def _streaming(self, route: Route) -> Callable[[Request, Context], AsyncIterator[Message]]:
-        relay, watches, telemetry = self.relay, self.watches, self.telemetry
+        relay, watches, telemetry, keys = self.relay, self.watches, self.telemetry, self.keys
+        connection = _connection_facts(self.client_certificates)
         rpc = RpcTelemetry(telemetry, route.full_method, server_streaming=True)
 
         async def handle(request: Request, context: Context) -> AsyncIterator[Message]:
             metadata = context.invocation_metadata()
             call = rpc.begin(metadata)
             try:
-                caller = read_metadata(metadata)
+                caller = read_metadata(metadata, keys, lambda: connection(context))
                 call.request_id = caller.request_id
                 if isinstance(request, Undecodable):
                     raise request.error
@@ -115,6 +126,16 @@ class Handlers:
                 call.end(context.time_remaining())
 
         return handle
+
+
+def _connection_facts(
+    client_certificates: bool,
+) -> Callable[[Context], tuple[str | None, str | None]]:
+    """What tells a call's connection apart: its verified client certificate (only when
+    the listener asks for them) and its peer address."""
+    if client_certificates:
+        return lambda context: (client_identity(context), context.peer())
+    return lambda context: (None, context.peer())
 
 
 class Undecodable:

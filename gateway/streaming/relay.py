@@ -100,40 +100,41 @@ class SseRelay:
             time_remaining if time_remaining is not None else ADMISSION_WAIT_WITHOUT_DEADLINE
         )
         state = _RelayState(route, spec, request)
-        try:
-            async with self.traffic.open_stream(
-                upstream_request,
-                grpc_method=route.full_method,
-                caller=caller.authorization,
-                deadline=self.traffic.deadline(admit_for),
-                timeout=time_remaining,
-                idle_timeout=self.settings.idle_timeout,
-                trace=trace,
-            ) as stream:
-                if self._draining:
-                    raise draining("stream")
-                self._live[state] = stream
-                if _EVENT_STREAM not in stream.content_type:
-                    yield await self._plain_answer(route, spec, stream)
-                    state.completed = True
-                    return
-                self._open.inc()
-                try:
-                    async for message in self._events(stream, state):
-                        yield message
-                finally:
-                    self._open.dec()
-                    if trace is not None:
-                        trace.events = state.relayed
-        except GatewayError as exc:
-            if state.drained:
-                raise draining("stream") from None
-            exc.context["events_relayed"] = str(state.relayed)
-            raise
-        finally:
-            self._live.pop(state, None)
-            if not state.completed:
-                self._cancel_upstream(state, caller, trace)
+        with self.traffic.open_streams.hold(caller.caller, "stream"):
+            try:
+                async with self.traffic.open_stream(
+                    upstream_request,
+                    grpc_method=route.full_method,
+                    caller=caller.caller,
+                    deadline=self.traffic.deadline(admit_for),
+                    timeout=time_remaining,
+                    idle_timeout=self.settings.idle_timeout,
+                    trace=trace,
+                ) as stream:
+                    if self._draining:
+                        raise draining("stream")
+                    self._live[state] = stream
+                    if _EVENT_STREAM not in stream.content_type:
+                        yield await self._plain_answer(route, spec, stream)
+                        state.completed = True
+                        return
+                    self._open.inc()
+                    try:
+                        async for message in self._events(stream, state):
+                            yield message
+                    finally:
+                        self._open.dec()
+                        if trace is not None:
+                            trace.events = state.relayed
+            except GatewayError as exc:
+                if state.drained:
+                    raise draining("stream") from None
+                exc.context["events_relayed"] = str(state.relayed)
+                raise
+            finally:
+                self._live.pop(state, None)
+                if not state.completed:
+                    self._cancel_upstream(state, caller, trace)
 
     def drain(self) -> None:
         """End every open relay with UNAVAILABLE (GATEWAY_DRAINING), and any opened later."""
@@ -229,7 +230,9 @@ class SseRelay:
             await self.traffic.send(
                 request,
                 grpc_method=route.full_method,
-                caller=caller.authorization,
+                # The global bucket only: a cancel lightens the upstream's load, and each
+                # follows an opening that the caller's bucket paid for.
+                caller=None,
                 deadline=self.traffic.deadline(self.settings.cancel_timeout),
                 trace=trace,
             )

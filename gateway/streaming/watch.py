@@ -16,8 +16,12 @@ permanent (NOT_FOUND, PERMISSION_DENIED, …) or when transient failures persist
 
 A poller's requests belong to the trace of the call that started it: each poll is a
 client span under that call's span (its context outlives the call if others watch on).
-Each poll is one request through traffic control (breaker, upstream window, global
-bucket; no retries, no slot), decoded after it returns.
+Each poll is one request through traffic control (breaker, upstream window, the global
+bucket and a watcher's caller bucket, an upstream slot; no retries), decoded after it
+returns: a caller's watches poll within the caller's own rate. Each watch holds one of its
+caller's places for open streams (:mod:`gateway.traffic.open_streams`). When the gateway
+drains, every watch ends with UNAVAILABLE (``GATEWAY_DRAINING``) so that its caller can
+watch again on another replica.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ class _Update:
 
 @dataclass(eq=False)
 class _Watcher:
+    caller: str = ""
+    """The caller's key: the poller's requests are charged to one of its watchers' buckets."""
     queue: asyncio.Queue[_Update] = field(default_factory=lambda: asyncio.Queue(_BACKLOG))
 
     def offer(self, update: _Update) -> None:
@@ -155,11 +161,10 @@ class Poller:
             answer = await traffic.send(
                 request,
                 grpc_method=self.route.full_method,
-                caller=None,
+                caller=self._charged(),
                 deadline=traffic.deadline(self.hub.settings.poll_timeout),
                 trace=self.trace,
                 retries=False,
-                slot=False,
             )
             message = decode_answer(self.route, answer)
         except UpstreamHTTPError as exc:
@@ -172,6 +177,13 @@ class Poller:
             log.exception("watch poll of %s failed", self.route.route_template)
             return _Update(error=exc), None
         return _Update(message=message, terminal=self._is_terminal(answer.body)), None
+
+    def _charged(self) -> str:
+        """Whose bucket pays for the next poll: one of the watchers' callers (a poller
+        shared by several callers charges one of them; the first to come, while it stays)."""
+        for watcher in self.watchers:
+            return watcher.caller
+        return ""
 
     def _is_terminal(self, body: bytes) -> bool:
         try:
@@ -243,35 +255,36 @@ class WatchHub:
         assert spec is not None
         if self._draining:
             raise draining("watch")
-        headers = self.headers.for_call(route.http_method, False, caller)
-        path = route.build(request, headers).path
-        credential = headers.get("Authorization", "")
-        key = (route.full_method, path, credential_digest(credential) if credential else "")
-        poller = self._pollers.get(key)
-        if poller is None:
-            parent = trace.detached() if trace is not None else None
-            poller = Poller(self, key, route, spec, path, headers, parent)
-            self._pollers[key] = poller
-            poller.task = asyncio.get_running_loop().create_task(poller.run())
-        elif trace is not None:
-            trace.annotate("gateway.watch.shared_poller", True)
-        watcher = _Watcher()
-        poller.add(watcher)
-        self._open.inc()
-        try:
-            while True:
-                update = await watcher.queue.get()
-                if update.error is not None:
-                    raise update.error
-                assert update.message is not None
-                yield update.message
-                if update.terminal:
-                    return
-        finally:
-            self._open.dec()
-            poller.watchers.discard(watcher)
-            if not poller.watchers:
-                poller.wake()  # lets it notice that nobody watches any more
+        with self.traffic.open_streams.hold(caller.caller, "watch"):
+            headers = self.headers.for_call(route.http_method, False, caller)
+            path = route.build(request, headers).path
+            credential = headers.get("Authorization", "")
+            key = (route.full_method, path, credential_digest(credential) if credential else "")
+            poller = self._pollers.get(key)
+            if poller is None:
+                parent = trace.detached() if trace is not None else None
+                poller = Poller(self, key, route, spec, path, headers, parent)
+                self._pollers[key] = poller
+                poller.task = asyncio.get_running_loop().create_task(poller.run())
+            elif trace is not None:
+                trace.annotate("gateway.watch.shared_poller", True)
+            watcher = _Watcher(caller.caller)
+            poller.add(watcher)
+            self._open.inc()
+            try:
+                while True:
+                    update = await watcher.queue.get()
+                    if update.error is not None:
+                        raise update.error
+                    assert update.message is not None
+                    yield update.message
+                    if update.terminal:
+                        return
+            finally:
+                self._open.dec()
+                poller.watchers.discard(watcher)
+                if not poller.watchers:
+                    poller.wake()  # lets it notice that nobody watches any more
 
     def drain(self) -> None:
         """End every watch with UNAVAILABLE (GATEWAY_DRAINING), and any opened later; the

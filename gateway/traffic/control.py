@@ -37,6 +37,7 @@ from gateway.traffic.breaker import CircuitBreaker, Ticket, verdict_for_status, 
 from gateway.traffic.budget import RetryBudget
 from gateway.traffic.concurrency import ConcurrencyLimiter
 from gateway.traffic.limits import Limiter, LocalLimiter
+from gateway.traffic.open_streams import OpenStreams
 from gateway.traffic.retry import call_with_retries
 from gateway.traffic.settings import TrafficSettings
 from gateway.traffic.shared import RedisLimiter, shared_limiter
@@ -135,6 +136,7 @@ class TrafficControl:
             open_for=settings.breaker_open_seconds,
         )
         self.windows = WindowTable(lambda key: UpstreamWindow(self.clock, subject="upstream"))
+        self.open_streams = OpenStreams(settings.caller_max_streams)
         self._limited = settings.global_limit is not None or settings.caller_limit is not None
         self._costs: dict[str, float] = {}  # per gRPC method, from the cost table
         self._admission_margin = settings.retry.min_attempt_time
@@ -157,7 +159,8 @@ class TrafficControl:
         """A 2xx answer to ``request``, with retries under the policy, the budget and the
         deadline (``retries=False``: one attempt); UpstreamHTTPError for any other status.
 
-        ``caller`` is the caller's credential (its bucket; None: the global bucket only);
+        ``caller`` is the caller's key (:class:`gateway.call.CallerKeys`: its bucket; None
+        or "": the global bucket only);
         ``slot=False`` spares requests that must not queue behind unary calls (polls).
         """
         if not retries:

@@ -3,9 +3,9 @@
 A :class:`Limiter` admits a call (returns, perhaps after a wait) or refuses it at once with
 :class:`~gateway.errors.Refused` (RESOURCE_EXHAUSTED, reason ``GATEWAY_RATE_LIMITED``,
 RetryInfo = the wait that would be needed, QuotaFailure naming the bucket) when that wait
-would outlast the caller's deadline. Callers are told apart by a hash of their credential:
-the bucket's name is ``caller:<first 12 hex digits of its SHA-256>`` and the credential
-itself is never stored, logged or put into a status.
+would outlast the caller's deadline. Callers are told apart by their caller key (a salted
+digest made by :class:`gateway.call.CallerKeys`, never a credential): the bucket's name is
+``caller:<the key's first 12 hex digits>``.
 
 :class:`LocalLimiter` keeps the buckets in this process; :mod:`gateway.traffic.shared` keeps
 them in Redis for many processes, with the same arithmetic.
@@ -38,7 +38,6 @@ from typing import Final, Protocol
 
 import grpc
 
-from gateway.call import credential_digest
 from gateway.clock import Clock
 from gateway.errors import FailureReason, Refused
 
@@ -53,8 +52,8 @@ class Limiter(Protocol):
     async def acquire(self, key: str, cost: float, deadline: float | None) -> None:
         """Return once admitted, or raise Refused when the wait would pass ``deadline``.
 
-        ``key`` is the caller's credential (hashed at once, never kept) or "" for callers
-        without one, who pass only the global bucket. ``deadline`` is absolute, on the
+        ``key`` is the caller's key (:class:`gateway.call.CallerKeys`) or "" for a call
+        that passes only the global bucket. ``deadline`` is absolute, on the
         limiter's clock.
         """
         ...
@@ -80,9 +79,9 @@ class RateLimit:
         return RateLimit(self.rate / parts, max(self.burst / parts, 1.0))
 
 
-def caller_subject(digest: str) -> str:
+def caller_subject(key: str) -> str:
     """The bucket name shown to callers and operators: ``caller:`` + 12 hex digits."""
-    return f"caller:{digest[:12]}"
+    return f"caller:{key[:12]}"
 
 
 # --------------------------------------------------------------------------- costs
@@ -272,8 +271,7 @@ class LocalLimiter:
     def _caller_for(self, key: str) -> tuple[str, Gcra] | None:
         if not key or self.caller_limit is None:
             return None
-        digest = credential_digest(key)
-        return caller_subject(digest), self._caller_bucket(digest)
+        return caller_subject(key), self._caller_bucket(key)
 
     def _caller_bucket(self, digest: str) -> Gcra:
         bucket = self._callers.get(digest)

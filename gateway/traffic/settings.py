@@ -22,3 +22,4 @@ class TrafficSettings:
     retry_budget_floor: float = 10.0
     breaker_failures: int = 5
     breaker_open_seconds: float = 10.0
+    caller_max_streams: int = 32

@@ -8,7 +8,7 @@ need not agree; it stores one number per bucket (the theoretical arrival time, i
 microseconds) that expires once the bucket is full again. Keys::
 
     gagiteck-gateway:{rl}:global
-    gagiteck-gateway:{rl}:caller:<sha256 of the credential, hex>
+    gagiteck-gateway:{rl}:caller:<the caller key: a salted digest, hex>
 
 (the ``{rl}`` hash tag keeps a call's keys in one Redis Cluster slot, as a multi-key script
 needs). The script is sent with EVALSHA and, when Redis answers NOSCRIPT (after a restart
@@ -49,7 +49,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
-from gateway.call import credential_digest
 from gateway.clock import Clock
 from gateway.traffic.limits import (
     GLOBAL_BUCKET,
@@ -264,9 +263,8 @@ class RedisLimiter:
         if self.global_limit is not None:
             buckets.append(_Bucket(GLOBAL_BUCKET, self.prefix + GLOBAL_BUCKET, self.global_limit))
         if key and self.caller_limit is not None:
-            digest = credential_digest(key)
-            name = caller_subject(digest)
-            buckets.append(_Bucket(name, f"{self.prefix}caller:{digest}", self.caller_limit))
+            name = caller_subject(key)
+            buckets.append(_Bucket(name, f"{self.prefix}caller:{key}", self.caller_limit))
         return buckets
 
     async def _settle(self, reply: Any, buckets: Sequence[_Bucket], deadline: float | None) -> None:

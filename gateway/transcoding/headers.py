@@ -8,7 +8,10 @@ Which credential goes upstream follows ``GATEWAY_AUTH_MODE`` (:class:`Credential
 
 The gateway never uses its own key unless one of the service modes says so. Every POST
 carries an ``Idempotency-Key``: the caller's, or one made for the call (so that its retries
-cannot create twice); a PATCH carries the caller's, if any.
+cannot create twice); a PATCH carries the caller's, if any. When the gateway's own key goes
+upstream, the upstream keeps every caller's idempotency keys in one account: a caller's
+key is then sent namespaced by its caller key (:func:`gateway.call.namespaced_idempotency_key`),
+so that one caller's key can never replay another caller's stored answer.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from gateway.call import CallerMetadata
+from gateway.call import CallerMetadata, namespaced_idempotency_key
 
 AuthMode = Literal["passthrough", "service", "passthrough-or-service"]
 AUTH_MODES: Final = ("passthrough", "service", "passthrough-or-service")
@@ -28,6 +31,10 @@ JSON: Final = "application/json"
 class CredentialPolicy:
     mode: AuthMode = "passthrough"
     service_key: str | None = field(default=None, repr=False)
+
+    def shared(self, caller: str | None) -> bool:
+        """Whether the gateway's own key goes upstream for a caller sending ``caller``."""
+        return self.mode == "service" or (self.mode == "passthrough-or-service" and not caller)
 
     def authorization(self, caller: str | None) -> str | None:
         if self.mode == "passthrough":
@@ -53,8 +60,11 @@ class UpstreamHeaders:
         if has_body:
             headers["Content-Type"] = JSON
         key = caller.idempotency_key
-        if key is None and method == "POST" and self.generate_idempotency_keys:
-            key = uuid.uuid4().hex
+        if key is None:
+            if method == "POST" and self.generate_idempotency_keys:
+                key = uuid.uuid4().hex
+        elif self.credentials.shared(caller.authorization):
+            key = namespaced_idempotency_key(caller.caller, key)
         if key and method in ("POST", "PATCH"):
             headers["Idempotency-Key"] = key
         return headers

@@ -57,7 +57,7 @@ class UnaryTranscoder:
         answer = await traffic.send(
             route.build(request, headers),
             grpc_method=route.full_method,
-            caller=caller.authorization,
+            caller=caller.caller,
             deadline=deadline,
             trace=trace,
         )
@@ -86,7 +86,7 @@ class UnaryTranscoder:
         answer = await self.traffic.send(
             UpstreamRequest("GET", path, read.route_template, headers),
             grpc_method=read.full_method,
-            caller=caller.authorization,
+            caller=caller.caller,
             deadline=deadline,
             trace=trace,
         )

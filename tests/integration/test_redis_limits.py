@@ -12,7 +12,7 @@ from multiprocessing.synchronize import Barrier
 
 import pytest
 
-from gateway.call import credential_digest
+from gateway.call import CallerKeys
 from gateway.clock import MonotonicClock
 from gateway.errors import Refused
 from gateway.testing import FakeClock
@@ -73,16 +73,16 @@ async def test_burst_then_refusal_from_the_script(redis_server: RedisServer) -> 
 @pytest.mark.asyncio
 async def test_caller_buckets_are_hashed_and_namespaced(redis_server: RedisServer) -> None:
     limiter = limiter_for(redis_server, RateLimit(1000, 1000), RateLimit(rate=1, burst=1))
+    digest = CallerKeys(b"salt" * 8).key(f"Bearer {SECRET}")
     try:
-        assert await admitted_now(limiter, SECRET)
+        assert await admitted_now(limiter, digest)
         with pytest.raises(Refused) as caught:
-            await limiter.acquire(SECRET, 1, limiter.clock.monotonic())
-        assert caught.value.quota_subject == caller_subject(credential_digest(SECRET))
+            await limiter.acquire(digest, 1, limiter.clock.monotonic())
+        assert caught.value.quota_subject == caller_subject(digest)
         assert await admitted_now(limiter, "someone else")
         keys = sorted(
             k.decode() if isinstance(k, bytes) else k for k in await limiter.client.keys("*")
         )
-        digest = credential_digest(SECRET)
         assert f"gagiteck-gateway:{{rl}}:caller:{digest}" in keys
         assert "gagiteck-gateway:{rl}:global" in keys
         assert all(k.startswith("gagiteck-gateway:{rl}:") and SECRET not in k for k in keys)

@@ -143,6 +143,30 @@ async def test_mtls_requires_a_client_certificate_of_the_client_ca(
         assert await _refused(running.channel) is grpc.StatusCode.UNAVAILABLE
 
 
+@pytest.mark.asyncio
+async def test_the_client_certificate_can_key_the_callers_bucket(
+    pki: Pki, emulator: RunningEmulator
+) -> None:
+    """GATEWAY_CALLER_IDENTITY=client-certificate: one certificate is one caller whatever
+    credential it sends; another certificate is another caller."""
+    settings = pki.mtls(
+        caller_identity="client-certificate", caller_rate_limit_rps=0.2, caller_rate_limit_burst=1
+    )
+    async with serving_gateway(emulator.url, **settings) as running:
+        async with secure_channel(running.target, pki.ca, pki.client) as channel:
+            await _list_agents(channel)
+            agents = agent_pb2_grpc.AgentServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await agents.ListAgents(
+                    agent_pb2.ListAgentsRequest(),
+                    metadata=(("authorization", "Bearer another-credential"),),
+                    timeout=5,
+                )
+            assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        async with secure_channel(running.target, pki.ca, pki.other_client) as channel:
+            await _list_agents(channel)
+
+
 # --------------------------------------------------------------------------- identity
 
 

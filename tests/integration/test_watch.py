@@ -51,7 +51,9 @@ async def stack() -> AsyncIterator[Stack]:
     config = EmulatorConfig(open_mode=True, step_delay_seconds=0.15)
     async with (
         running_emulator(config) as emulator,
-        serving_gateway(emulator.url, watch_min_interval=0.03, watch_max_interval=0.2) as gateway,
+        serving_gateway(
+            emulator.url, watch_min_interval=0.03, watch_max_interval=0.2, caller_max_streams=0
+        ) as gateway,
     ):
         workflows = workflow_pb2_grpc.WorkflowServiceStub(gateway.channel)
         steps = [

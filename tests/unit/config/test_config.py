@@ -45,6 +45,12 @@ def test_environment_and_flags() -> None:
         ({"GATEWAY_UPSTREAM_CONCURRENCY": "0"}, "at least 1"),
         ({"GATEWAY_UPSTREAM_TIMEOUT": "soon"}, "GATEWAY_UPSTREAM_TIMEOUT"),
         ({"GATEWAY_LOG_FORMAT": "xml"}, "json, text"),
+        ({"GATEWAY_CALLER_IDENTITY": "client-certificate"}, "set GATEWAY_TLS_CLIENT_CA"),
+        (
+            {"GATEWAY_REDIS_URL": "redis://r:6379/0", "GATEWAY_CALLER_RATE_LIMIT_RPS": "5"},
+            "set GATEWAY_DIGEST_SALT",
+        ),
+        ({"GATEWAY_DIGEST_SALT": "short"}, "at least 16 characters"),
     ],
 )
 def test_bad_settings_say_what_to_fix(env: dict[str, str], says: str) -> None:
@@ -90,3 +96,15 @@ def test_readme_documents_every_setting() -> None:
     for setting in SETTINGS:
         assert f"`{setting.env}`" in text, setting.env
         assert f"`{setting.flag}`" in text, setting.flag
+
+
+def test_caller_keys_agree_between_replicas_only_through_a_shared_secret() -> None:
+    salted = {"GATEWAY_DIGEST_SALT": "a-shared-secret-of-the-fleet"}
+    one, two = load_config(salted).caller_keys(), load_config(salted).caller_keys()
+    assert one.key("Bearer k") == two.key("Bearer k")
+    keyed = {"GATEWAY_AUTH_MODE": "service", "GATEWAY_UPSTREAM_API_KEY": "ggt_gateway"}
+    assert load_config(keyed).caller_keys().key("Bearer k") == (
+        load_config(keyed).caller_keys().key("Bearer k")
+    )
+    assert load_config(keyed).caller_keys().key("Bearer k") != one.key("Bearer k")
+    assert "a-shared-secret" not in repr(load_config(salted))

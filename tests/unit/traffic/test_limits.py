@@ -10,7 +10,7 @@ from google.rpc import error_details_pb2, status_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.call import credential_digest
+from gateway.call import CallerKeys
 from gateway.config.parsers import costs
 from gateway.errors import Refused
 from gateway.status import to_status
@@ -69,7 +69,7 @@ def test_rate_limit_validates_and_shares() -> None:
 
 
 def test_caller_subject_is_a_short_hash_never_the_credential() -> None:
-    digest = credential_digest(SECRET)
+    digest = CallerKeys(b"s" * 32).key(f"Bearer {SECRET}")
     assert len(digest) == 64
     assert caller_subject(digest) == f"caller:{digest[:12]}"
     assert SECRET not in caller_subject(digest)
@@ -142,12 +142,13 @@ async def test_burst_then_refusal_with_retry_info_and_quota_failure() -> None:
 async def test_caller_bucket_names_the_caller_by_hash_only() -> None:
     clock = FakeClock()
     limiter = LocalLimiter(clock, RateLimit(1000, 1000), RateLimit(rate=1, burst=2))
-    assert await offer(limiter, clock, SECRET)
-    assert await offer(limiter, clock, SECRET)
+    key = CallerKeys(b"s" * 32).key(f"Bearer {SECRET}")
+    assert await offer(limiter, clock, key)
+    assert await offer(limiter, clock, key)
     with pytest.raises(Refused) as caught:
-        await limiter.acquire(SECRET, 1, clock.monotonic() + 0.5)
+        await limiter.acquire(key, 1, clock.monotonic() + 0.5)
     error = caught.value
-    assert error.quota_subject == caller_subject(credential_digest(SECRET))
+    assert error.quota_subject == caller_subject(key)
     assert error.retry_after == pytest.approx(1.0)
     wire = repr(to_status(error, "req-1"))
     assert SECRET not in wire
