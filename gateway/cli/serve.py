@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Literal
 
 from gateway.config.gateway import GatewayConfig
-from gateway.config.parsers import ConfigError, HostPort, parse_host_port
+from gateway.config.parsers import ConfigError, parse_host_port
 from gateway.server.gateway import Gateway
 
 log = logging.getLogger("gateway.cli")
@@ -62,7 +62,7 @@ async def serve(config: GatewayConfig) -> None:
         await gateway.start()
         settle_heap()
         if config.embedded_emulator:
-            _print_banner(config.listen, gateway.port, upstream_url)
+            _print_banner(config, gateway.port, upstream_url)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -88,20 +88,48 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def _print_banner(listen: HostPort, port: int, upstream_url: str) -> None:
-    target = f"{listen.host}:{port}"
+def grpcurl_flags(config: GatewayConfig) -> str:
+    """grpcurl's flags for the listener: ``-plaintext``, or TLS with the CA that signed its
+    certificate and, with mTLS, a client certificate (names that :func:`_tls_hint` explains)."""
+    if config.tls_cert is None:
+        return "-plaintext"
+    if config.tls_client_ca is None:
+        return "-cacert CA.crt"
+    return "-cacert CA.crt -cert CLIENT.crt -key CLIENT.key"
+
+
+def _tls_hint(config: GatewayConfig) -> str:
+    """The banner's lines saying what the file names of :func:`grpcurl_flags` stand for."""
+    if config.tls_cert is None:
+        return ""
+    hint = f"  CA.crt: the CA that signed {config.tls_cert}\n"
+    if config.tls_client_ca is not None:
+        hint += (
+            "  CLIENT.crt, CLIENT.key: a client certificate signed by a CA of "
+            f"{config.tls_client_ca}, and its key\n"
+        )
+    return hint
+
+
+def _print_banner(config: GatewayConfig, port: int, upstream_url: str) -> None:
+    target = f"{config.listen.host}:{port}"
+    grpcurl = f"grpcurl {grpcurl_flags(config)}"
+    # The demo client speaks plaintext only.
+    demo = "" if config.tls_cert else f"  gagiteck-gateway demo --target {target}\n"
+    security = (
+        "" if config.tls_cert is None else " over mTLS" if config.tls_client_ca else " over TLS"
+    )
     print(
         f"""
-gagiteck-gateway is serving gRPC on {target}
+gagiteck-gateway is serving gRPC on {target}{security}
   upstream: the embedded Gagiteck emulator at {upstream_url} (open mode, in memory)
   set GATEWAY_UPSTREAM_URL to front a real API instead.
 
 Try it:
-  grpcurl -plaintext {target} list
-  grpcurl -plaintext -d '{{"agent": {{"name": "Helper", "system_prompt": "You are terse."}}}}' \\
+  {grpcurl} {target} list
+  {grpcurl} -d '{{"agent": {{"name": "Helper", "system_prompt": "You are terse."}}}}' \\
       {target} gagiteck.v1.AgentService/CreateAgent
-  gagiteck-gateway demo --target {target}
-
+{demo}{_tls_hint(config)}
 Ctrl-C drains in-flight calls and stops.
 """,
         flush=True,

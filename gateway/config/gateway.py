@@ -221,6 +221,16 @@ def _cross_checks(config: GatewayConfig) -> list[str]:
         problems.append("GATEWAY_WATCH_MIN_INTERVAL must not exceed GATEWAY_WATCH_MAX_INTERVAL")
     if config.webhook_secret and config.admin_listen is None:
         problems.append("GATEWAY_WEBHOOK_SECRET needs the admin port: set GATEWAY_ADMIN_LISTEN")
+    if (
+        config.webhook_secret
+        and (config.workers > 1 or config.replicas > 1)
+        and not config.redis_url
+    ):
+        problems.append(
+            "GATEWAY_WEBHOOK_SECRET with several processes (GATEWAY_WORKERS or "
+            "GATEWAY_REPLICAS above 1) needs GATEWAY_REDIS_URL: each process would otherwise "
+            "keep its own record of the deliveries seen, and accept a replay another refused"
+        )
     if config.workers > 1 and config.upstream_url is None:
         problems.append(
             "GATEWAY_WORKERS > 1 needs GATEWAY_UPSTREAM_URL: each worker would otherwise "

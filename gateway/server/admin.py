@@ -17,7 +17,7 @@ from aiohttp import web
 
 from gateway.config.parsers import HostPort
 from gateway.streaming.watch import WatchHub
-from gateway.streaming.webhooks import WebhookRejected, WebhookVerifier
+from gateway.streaming.webhooks import RedisReplays, WebhookRejected, WebhookVerifier
 from gateway.telemetry.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger("gateway.admin")
@@ -73,6 +73,9 @@ class AdminServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        replays = self.verifier.replays if self.verifier is not None else None
+        if isinstance(replays, RedisReplays):
+            await replays.aclose()
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -91,7 +94,7 @@ class AdminServer:
         assert self.verifier is not None
         body = await request.read()
         try:
-            event = self.verifier.verify(body, request.headers)
+            event = await self.verifier.verify(body, request.headers)
         except WebhookRejected as exc:
             self.metrics.webhooks_rejected.inc()
             log.warning("webhook rejected: %s", exc.reason)

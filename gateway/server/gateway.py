@@ -34,10 +34,16 @@ from gateway.server.tls import CertificateFiles
 from gateway.server.upstream_check import check_upstream
 from gateway.streaming.relay import SseRelay
 from gateway.streaming.watch import WatchHub
-from gateway.streaming.webhooks import WebhookVerifier
+from gateway.streaming.webhooks import (
+    LocalReplays,
+    RedisReplays,
+    ReplayGuard,
+    WebhookVerifier,
+)
 from gateway.telemetry.provider import Telemetry
 from gateway.traffic.collector import TrafficCollector
 from gateway.traffic.control import TrafficControl
+from gateway.traffic.shared import redis_client
 from gateway.transcoding.codec import CodecRegistry
 from gateway.transcoding.routes import RouteTable
 from gateway.transcoding.unary import UnaryTranscoder
@@ -104,11 +110,15 @@ class Gateway:
         config = self.config
         if config.admin_listen is None:
             return None
-        verifier = (
-            WebhookVerifier(config.webhook_secret, config.webhook_tolerance)
-            if config.webhook_secret
-            else None
-        )
+        verifier = None
+        if config.webhook_secret:
+            # Replays are refused fleet-wide when the processes share a Redis.
+            replays: ReplayGuard = (
+                RedisReplays(redis_client(config.redis_url)) if config.redis_url else LocalReplays()
+            )
+            verifier = WebhookVerifier(
+                config.webhook_secret, config.webhook_tolerance, replays=replays
+            )
         return AdminServer(
             config.admin_listen,
             ready=lambda: self.state is State.SERVING,

@@ -2,7 +2,7 @@
 
 No servicer is written per RPC: :func:`method_handler` builds a grpc.aio handler for a
 route. Each handler is also the single error boundary: whatever a call raises is passed
-through :func:`gateway.errors.to_status`, redacted, and answered with a code, a message
+through :func:`gateway.status.to_status`, redacted, and answered with a code, a message
 and ``google.rpc.Status`` details; nothing reaches the caller as UNKNOWN or as a
 traceback. Each call is observed from inside its handler (:mod:`gateway.telemetry.server`):
 the span, the metrics and the access line are prepared per route when the handler is made.

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from datetime import UTC, datetime
+
 import aiohttp
 import grpc
+import orjson
 import pytest
 from gagiteck.v1 import (
     execution_pb2,
@@ -18,6 +23,7 @@ from google.protobuf import struct_pb2
 from gateway.config.parsers import HostPort
 from gateway.emulator import EmulatorConfig, running_emulator
 from tests.support.harness import serving_gateway
+from tests.support.redis_server import RedisServer
 
 LOCAL = HostPort("127.0.0.1", 0)
 
@@ -97,3 +103,44 @@ async def test_webhooks_wake_watchers_end_to_end() -> None:
         assert states[-1].status == execution_pb2.EXECUTION_STATUS_COMPLETED
         assert admin.webhooks_accepted >= 1
         assert emulator.state.stats.webhook_deliveries >= 1
+
+
+def _signed_delivery(secret: str, event_id: str) -> tuple[bytes, dict[str, str]]:
+    body = orjson.dumps(
+        {
+            "id": event_id,
+            "type": "execution.completed",
+            "created_at": datetime.now(UTC).isoformat(),
+            "data": {"id": "exec_x"},
+        }
+    )
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return body, {"X-Webhook-Signature": signature, "Content-Type": "application/json"}
+
+
+@pytest.mark.asyncio
+async def test_a_delivery_accepted_by_one_process_is_a_replay_for_another() -> None:
+    """Issue 12, item 7: with several processes each kept its own replay record."""
+    secret = "whsec_shared_record"
+    with RedisServer() as redis:
+        settings = {"admin_listen": LOCAL, "webhook_secret": secret, "redis_url": redis.url}
+        async with (
+            serving_gateway("http://127.0.0.1:9", **settings) as one,
+            serving_gateway("http://127.0.0.1:9", **settings) as two,
+        ):
+            urls = [
+                f"http://127.0.0.1:{running.gateway.admin.port}/webhooks/gagiteck"
+                for running in (one, two)
+                if running.gateway.admin is not None
+            ]
+            body, headers = _signed_delivery(secret, "evt_shared_1")
+            async with aiohttp.ClientSession() as session:
+                async with session.post(urls[0], data=body, headers=headers) as answer:
+                    assert answer.status == 200
+                async with session.post(urls[1], data=body, headers=headers) as answer:
+                    assert answer.status == 409
+                # Redis gone: neither process can tell, so the sender is asked to come back
+                redis.stop()
+                body, headers = _signed_delivery(secret, "evt_shared_2")
+                async with session.post(urls[1], data=body, headers=headers) as answer:
+                    assert answer.status == 503

@@ -5,6 +5,13 @@
 Starts ``gagiteck-gateway serve`` (embedded emulator) on a free loopback port, waits for
 grpc.health.v1 to report SERVING, then runs each client's ``run.sh TARGET``. Each client
 prints its own ``N passed, N failed`` line; the harness exits non-zero if any failed.
+
+Then the mTLS run: a second gateway, started alongside the first, listens with throwaway
+trustme certificates (a server certificate for 127.0.0.1 and localhost, client
+certificates from a client CA); each client runs a few checks (a unary call, a stream,
+health, grpcurl and grpc-health-probe for Go) with ``GATEWAY_INTEROP_TLS_CA``,
+``GATEWAY_INTEROP_TLS_CERT`` and ``GATEWAY_INTEROP_TLS_KEY`` set, and shows that a client
+without a certificate is refused.
 """
 
 from __future__ import annotations
@@ -14,7 +21,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +41,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_serving(target: str, deadline: float) -> None:
-    with grpc.insecure_channel(target) as channel:
+def wait_serving(
+    target: str, deadline: float, credentials: grpc.ChannelCredentials | None = None
+) -> None:
+    if credentials is None:
+        channel = grpc.insecure_channel(target)
+    else:
+        channel = grpc.secure_channel(target, credentials)
+    with channel:
         stub: Any = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
@@ -64,20 +79,124 @@ def probe_drain(gateway: subprocess.Popen[bytes], target: str) -> bool:
     return ok
 
 
-def main(argv: list[str]) -> int:
-    clients = argv or list(CLIENTS)
-    target = f"127.0.0.1:{free_port()}"
+@dataclass(frozen=True)
+class Pki:
+    """The mTLS run's certificates as PEM files: the gateway's CA, its certificate and
+    key, the CA of its clients and a client's certificate and key."""
+
+    gateway_ca: Path
+    server_cert: Path
+    server_key: Path
+    client_ca: Path
+    client_cert: Path
+    client_key: Path
+
+    def gateway_env(self) -> dict[str, str]:
+        return {
+            "GATEWAY_TLS_CERT": str(self.server_cert),
+            "GATEWAY_TLS_KEY": str(self.server_key),
+            "GATEWAY_TLS_CLIENT_CA": str(self.client_ca),
+        }
+
+    def client_env(self) -> dict[str, str]:
+        return {
+            "GATEWAY_INTEROP_TLS_CA": str(self.gateway_ca),
+            "GATEWAY_INTEROP_TLS_CERT": str(self.client_cert),
+            "GATEWAY_INTEROP_TLS_KEY": str(self.client_key),
+        }
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.gateway_ca.read_bytes(),
+            private_key=self.client_key.read_bytes(),
+            certificate_chain=self.client_cert.read_bytes(),
+        )
+
+
+def make_pki(directory: Path) -> Pki:
+    """Throwaway CAs and certificates (trustme) written to ``directory``. The client's key
+    is PKCS#8: grpc-java (Netty without BouncyCastle) reads no other form; Go, grpcurl and
+    grpc-health-probe read it as well."""
+    import trustme
+    from cryptography.hazmat.primitives import serialization
+
+    sys.path.insert(0, str(ROOT))
+    from tests.support.tls import replace_file, write_ca, write_leaf  # the suite's helpers
+
+    ca, client_ca = trustme.CA(), trustme.CA()
+    server = write_leaf(ca.issue_cert("127.0.0.1", "localhost"), directory, "server")
+    client = write_leaf(
+        client_ca.issue_cert("interop-client.example", common_name="interop-client"),
+        directory,
+        "client",
+    )
+    key = serialization.load_pem_private_key(client.key.read_bytes(), password=None)
+    pkcs8 = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    replace_file(client.key, pkcs8)
+    return Pki(
+        gateway_ca=write_ca(ca, directory / "gateway-ca.crt"),
+        server_cert=server.cert,
+        server_key=server.key,
+        client_ca=write_ca(client_ca, directory / "clients-ca.crt"),
+        client_cert=client.cert,
+        client_key=client.key,
+    )
+
+
+# The mTLS run's Go checks: TLS itself (health, refusal), a unary call and a stream.
+GO_MTLS_CHECKS = r"^(tls\..*|auth\.signup_login|agent\.create|stream\.agent_run_to_end)$"
+
+
+def start_gateway(target: str, **settings: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "GATEWAY_LISTEN": target,
         "GATEWAY_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
         "GATEWAY_LOG_LEVEL": "warning",
         "GATEWAY_SHUTDOWN_DELAY": "3",
+        **settings,
     }
     env.pop("GATEWAY_UPSTREAM_URL", None)
-    gateway = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
     )
+
+
+def stop_gateway(gateway: subprocess.Popen[bytes]) -> None:
+    gateway.terminate()
+    try:
+        gateway.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        gateway.kill()
+
+
+def run_mtls(clients: list[str], target: str, pki: Pki) -> list[str]:
+    """Each client over mTLS against the gateway at ``target``: the runs that failed."""
+    wait_serving(target, time.monotonic() + 30, pki.channel_credentials())
+    env = {**os.environ, **pki.client_env()}
+    failed = []
+    for client in clients:
+        print(f"== interop: {client} client over mTLS against {target}", flush=True)
+        flags = ["-run", GO_MTLS_CHECKS] if client == "go" else []
+        run_sh = str(HERE / client / "run.sh")
+        if subprocess.call(["bash", run_sh, target, *flags], env=env) != 0:
+            failed.append(f"{client} over mTLS")
+    return failed
+
+
+def main(argv: list[str]) -> int:
+    clients = argv or list(CLIENTS)
+    target = f"127.0.0.1:{free_port()}"
+    mtls_target = f"127.0.0.1:{free_port()}"
+    scratch = tempfile.TemporaryDirectory(prefix="interop-tls-")
+    pki = make_pki(Path(scratch.name))
+    gateway = start_gateway(target)
+    # Started now so that it comes up while the plaintext run goes on.
+    mtls_gateway = start_gateway(mtls_target, GATEWAY_SHUTDOWN_DELAY="0", **pki.gateway_env())
     failed: list[str] = []
     try:
         wait_serving(target, time.monotonic() + 30)
@@ -88,13 +207,13 @@ def main(argv: list[str]) -> int:
                 failed.append(client)
         if PROBE.exists() and not probe_drain(gateway, target):
             failed.append("shutdown probe")
+        failed += run_mtls(clients, mtls_target, pki)
     finally:
-        gateway.terminate()
-        try:
-            gateway.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            gateway.kill()
-    print(f"interop: {len(clients) - len(failed)} clients passed, {len(failed)} failed")
+        for running in (gateway, mtls_gateway):
+            stop_gateway(running)
+        scratch.cleanup()
+    runs = 2 * len(clients)  # each client plaintext, then over mTLS
+    print(f"interop: {runs} runs, failed: {', '.join(failed) or 'none'}")
     return 1 if failed else 0
 
 

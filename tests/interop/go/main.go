@@ -5,6 +5,10 @@
 //
 //	interop [-timeout 20s] [-run REGEXP] HOST:PORT
 //
+// It speaks plaintext unless GATEWAY_INTEROP_TLS_CA names the CA of the gateway's
+// certificate: then TLS, presenting GATEWAY_INTEROP_TLS_CERT and GATEWAY_INTEROP_TLS_KEY
+// as its client certificate when set (mTLS), with the checks of tls.go added.
+//
 // tests/interop/go/run.sh builds and runs it; tests/interop/harness.py starts the gateway.
 package main
 
@@ -17,7 +21,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	gagiteckv1 "github.com/gagiteck/gagiteck-gateway/generated/go/gagiteck/v1"
 )
@@ -48,7 +51,7 @@ type suite struct {
 func (s *suite) withAuth() grpc.CallOption { return grpc.PerRPCCredentials(s.bearer) }
 
 // bearerCreds sends a token as `authorization: Bearer <token>`. The interop gateway is
-// plaintext on loopback, so it does not insist on transport security.
+// on loopback, plaintext in the main run, so it does not insist on transport security.
 type bearerCreds struct{ token string }
 
 func (b bearerCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
@@ -78,7 +81,13 @@ func main() {
 		os.Exit(2)
 	}
 
-	conn, err := grpc.NewClient(flag.Arg(0), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	files := tlsFromEnv()
+	creds, err := files.transport(true)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bad TLS settings: %v\n", err)
+		os.Exit(2)
+	}
+	conn, err := grpc.NewClient(flag.Arg(0), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cannot create a client for %s: %v\n", flag.Arg(0), err)
 		os.Exit(2)
@@ -94,7 +103,8 @@ func main() {
 		runID:     fmt.Sprintf("%d-%d", time.Now().UnixNano(), os.Getpid()),
 	}
 
-	all := append(unaryChecks(), streamingChecks()...)
+	all := append(tlsChecks(flag.Arg(0), files), unaryChecks()...)
+	all = append(all, streamingChecks()...)
 	passed, failed := 0, 0
 	ok := map[string]bool{}
 	for _, c := range all {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Go interop run against a running gateway (embedded emulator, open mode):
 #
-#     tests/interop/go/run.sh HOST:PORT
+#     tests/interop/go/run.sh HOST:PORT [CLIENT FLAGS, e.g. -run REGEXP]
 #
 # 1. builds the Go client (this module, with generated/go through its `replace`) once into
 #    build/go/interop-client — go's build and module caches make a warm rebuild a no-op —
@@ -13,13 +13,18 @@
 #    grpc-health-probe, then `tools: N passed, N failed`.
 # Exits 1 when any check of either part failed. tests/interop/harness.py starts the
 # gateway and calls this script: `.venv/bin/python tests/interop/harness.py go`.
+#
+# With GATEWAY_INTEROP_TLS_CA (the CA of the gateway's certificate) the client and the
+# tools speak TLS; with GATEWAY_INTEROP_TLS_CERT and GATEWAY_INTEROP_TLS_KEY as well they
+# present that client certificate (mTLS). Unset: plaintext.
 set -uo pipefail
 
-if [[ $# -ne 1 ]]; then
-    echo "usage: $0 HOST:PORT" >&2
+if [[ $# -lt 1 ]]; then
+    echo "usage: $0 HOST:PORT [CLIENT FLAGS]" >&2
     exit 2
 fi
 TARGET=$1
+shift
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../../.." && pwd)"
 OUT="$ROOT/build/go"
@@ -28,6 +33,18 @@ export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 
 command -v go >/dev/null || { echo "run.sh: go is not on PATH (Go 1.26 is needed)" >&2; exit 1; }
 mkdir -p "$OUT"
+
+# The tools' transport flags: plaintext, or TLS (and mTLS) with the files the client uses.
+grpcurl_tls=(-plaintext)
+probe_tls=()
+if [[ -n "${GATEWAY_INTEROP_TLS_CA:-}" ]]; then
+    grpcurl_tls=(-cacert "$GATEWAY_INTEROP_TLS_CA")
+    probe_tls=(-tls -tls-ca-cert "$GATEWAY_INTEROP_TLS_CA")
+    if [[ -n "${GATEWAY_INTEROP_TLS_CERT:-}" ]]; then
+        grpcurl_tls+=(-cert "$GATEWAY_INTEROP_TLS_CERT" -key "$GATEWAY_INTEROP_TLS_KEY")
+        probe_tls+=(-tls-client-cert "$GATEWAY_INTEROP_TLS_CERT" -tls-client-key "$GATEWAY_INTEROP_TLS_KEY")
+    fi
+fi
 
 # grpcurl and grpc-health-probe build in the background meanwhile (only the first time).
 tools_log="$(mktemp)"
@@ -53,7 +70,7 @@ if ! (cd "$HERE" && go build -trimpath -tags "$tags" -o "$OUT/interop-client" .)
 fi
 
 # ---- 2. the Go client -------------------------------------------------------------------
-"$OUT/interop-client" "$TARGET"
+"$OUT/interop-client" "$@" "$TARGET"
 client_rc=$?
 
 # ---- 3. ecosystem tools -----------------------------------------------------------------
@@ -67,7 +84,7 @@ if wait "$tools_pid"; then
     head -n -1 "$tools_log" >&2
     BIN="$(tail -n 1 "$tools_log")"
     # Reflection: the services are listed.
-    if out="$("$BIN/grpcurl" -plaintext -connect-timeout 5 -max-time 10 "$TARGET" list 2>&1)"; then
+    if out="$("$BIN/grpcurl" "${grpcurl_tls[@]}" -connect-timeout 5 -max-time 10 "$TARGET" list 2>&1)"; then
         if grep -qx 'gagiteck.v1.AgentService' <<<"$out"; then
             pass tools.grpcurl_list
         else
@@ -78,7 +95,7 @@ if wait "$tools_pid"; then
     fi
 
     # A call with a JSON body, described through reflection; the answer is JSON with an id.
-    if out="$("$BIN/grpcurl" -plaintext -connect-timeout 5 -max-time 10 -H "x-request-id: go-interop-grpcurl-$$" \
+    if out="$("$BIN/grpcurl" "${grpcurl_tls[@]}" -connect-timeout 5 -max-time 10 -H "x-request-id: go-interop-grpcurl-$$" \
         -d '{"agent":{"name":"x"}}' "$TARGET" gagiteck.v1.AgentService/CreateAgent 2>&1)"; then
         if grep -Eq '^  "id": "[^"]+"' <<<"$out" && grep -Eq '^  "name": "x"' <<<"$out"; then
             pass tools.grpcurl_create_agent
@@ -90,7 +107,7 @@ if wait "$tools_pid"; then
     fi
 
     # grpc.health.v1: the gateway reports SERVING.
-    if out="$("$BIN/grpc-health-probe" -addr "$TARGET" -connect-timeout 5s -rpc-timeout 5s 2>&1)"; then
+    if out="$("$BIN/grpc-health-probe" "${probe_tls[@]}" -addr "$TARGET" -connect-timeout 5s -rpc-timeout 5s 2>&1)"; then
         if grep -q 'SERVING' <<<"$out" && ! grep -q 'NOT_SERVING' <<<"$out"; then
             pass tools.health_probe_serving
         else

@@ -46,20 +46,25 @@ import com.google.rpc.ErrorInfo;
 import com.google.rpc.RequestInfo;
 import io.grpc.CallOptions;
 import io.grpc.Channel;
+import io.grpc.ChannelCredentials;
 import io.grpc.ClientCall;
 import io.grpc.ClientInterceptor;
 import io.grpc.ForwardingClientCall;
+import io.grpc.Grpc;
+import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
-import io.grpc.ManagedChannelBuilder;
 import io.grpc.Metadata;
 import io.grpc.MethodDescriptor;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import io.grpc.TlsChannelCredentials;
 import io.grpc.protobuf.StatusProto;
 import io.grpc.stub.AbstractStub;
 import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.ClientResponseObserver;
 import io.grpc.stub.MetadataUtils;
+import java.io.File;
+import java.io.IOException;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.EnumSet;
@@ -78,6 +83,11 @@ import java.util.concurrent.atomic.AtomicReference;
  *
  * <p>Usage: {@code InteropClient HOST:PORT}. Prints {@code PASS name} or {@code FAIL name: why}
  * per check, then {@code N passed, N failed}; exits 1 if any check failed.
+ *
+ * <p>Plaintext unless {@code GATEWAY_INTEROP_TLS_CA} names the CA of the gateway's certificate:
+ * then TLS, presenting {@code GATEWAY_INTEROP_TLS_CERT} and {@code GATEWAY_INTEROP_TLS_KEY} (a
+ * PKCS#8 key) as the client certificate (mTLS), and only a few checks run: a client without a
+ * certificate is refused, a unary call, a stream.
  */
 public final class InteropClient {
 
@@ -133,6 +143,8 @@ public final class InteropClient {
     }
   }
 
+  private final String target;
+  private final TlsFiles tls;
   private final ManagedChannel channel;
   private final CredentialsInterceptor credentials = new CredentialsInterceptor();
   private final String run = UUID.randomUUID().toString().substring(0, 8);
@@ -143,8 +155,47 @@ public final class InteropClient {
   private String agentId;
   private Agent createdAgent;
 
-  InteropClient(String target) {
-    this.channel = ManagedChannelBuilder.forTarget(target).usePlaintext().build();
+  /** The PEM files of GATEWAY_INTEROP_TLS_*; {@code ca} null means plaintext. */
+  static final class TlsFiles {
+    final String ca;
+    final String cert;
+    final String key;
+
+    TlsFiles(String ca, String cert, String key) {
+      this.ca = ca;
+      this.cert = cert;
+      this.key = key;
+    }
+
+    static TlsFiles fromEnv() {
+      return new TlsFiles(
+          System.getenv("GATEWAY_INTEROP_TLS_CA"),
+          System.getenv("GATEWAY_INTEROP_TLS_CERT"),
+          System.getenv("GATEWAY_INTEROP_TLS_KEY"));
+    }
+
+    boolean on() {
+      return ca != null && !ca.isEmpty();
+    }
+
+    /** Trusting the CA only; presenting the client key pair when named and asked for. */
+    ChannelCredentials credentials(boolean withClientCert) throws IOException {
+      if (!on()) {
+        return InsecureChannelCredentials.create();
+      }
+      TlsChannelCredentials.Builder builder =
+          TlsChannelCredentials.newBuilder().trustManager(new File(ca));
+      if (withClientCert && cert != null && !cert.isEmpty()) {
+        builder.keyManager(new File(cert), new File(key));
+      }
+      return builder.build();
+    }
+  }
+
+  InteropClient(String target, TlsFiles tls) throws IOException {
+    this.target = target;
+    this.tls = tls;
+    this.channel = Grpc.newChannelBuilder(target, tls.credentials(true)).build();
   }
 
   public static void main(String[] args) throws Exception {
@@ -152,7 +203,7 @@ public final class InteropClient {
       System.err.println("usage: InteropClient HOST:PORT");
       System.exit(2);
     }
-    InteropClient client = new InteropClient(args[0]);
+    InteropClient client = new InteropClient(args[0], TlsFiles.fromEnv());
     int failed;
     try {
       failed = client.runAll();
@@ -163,6 +214,9 @@ public final class InteropClient {
   }
 
   int runAll() {
+    if (tls.on()) {
+      return runOverTls();
+    }
     check("auth.signup_login", this::signUpAndLogin);
     check("agent.create", this::createAgent);
     check("agent.get", this::getAgent);
@@ -179,6 +233,19 @@ public final class InteropClient {
     check("stream.agent_run_to_end", this::streamAgentRunToEnd);
     check("stream.agent_run_cancel", this::streamAgentRunCancel);
     check("stream.watch_execution_to_terminal", this::watchExecutionToTerminal);
+    System.out.println(passed + " passed, " + failed + " failed");
+    System.out.flush();
+    return failed;
+  }
+
+  /** The few checks of the mTLS run. */
+  int runOverTls() {
+    if (tls.cert != null && !tls.cert.isEmpty()) {
+      check("tls.refused_without_client_cert", this::refusedWithoutClientCert);
+    }
+    check("auth.signup_login", this::signUpAndLogin);
+    check("agent.create", this::createAgent);
+    check("stream.agent_run_to_end", this::streamAgentRunToEnd);
     System.out.println(passed + " passed, " + failed + " failed");
     System.out.flush();
     return failed;
@@ -233,6 +300,22 @@ public final class InteropClient {
   }
 
   // ------------------------------------------------------------------ checks
+
+  /** A second channel trusting the CA but without a client certificate: UNAVAILABLE. */
+  void refusedWithoutClientCert() throws Exception {
+    ManagedChannel bare = Grpc.newChannelBuilder(target, tls.credentials(false)).build();
+    try {
+      StatusRuntimeException e =
+          expectError(
+              () ->
+                  AgentServiceGrpc.newBlockingStub(bare)
+                      .withDeadlineAfter(CALL_TIMEOUT_MS, TimeUnit.MILLISECONDS)
+                      .listAgents(ListAgentsRequest.getDefaultInstance()));
+      expectCode(e, Status.Code.UNAVAILABLE);
+    } finally {
+      bare.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    }
+  }
 
   void signUpAndLogin() {
     String email = "java-interop-" + run + "@example.com";
