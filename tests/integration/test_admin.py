@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 import grpc
@@ -123,7 +124,11 @@ async def test_a_delivery_accepted_by_one_process_is_a_replay_for_another() -> N
     """Issue 12, item 7: with several processes each kept its own replay record."""
     secret = "whsec_shared_record"
     with RedisServer() as redis:
-        settings = {"admin_listen": LOCAL, "webhook_secret": secret, "redis_url": redis.url}
+        settings: dict[str, Any] = {
+            "admin_listen": LOCAL,
+            "webhook_secret": secret,
+            "redis_url": redis.url,
+        }
         async with (
             serving_gateway("http://127.0.0.1:9", **settings) as one,
             serving_gateway("http://127.0.0.1:9", **settings) as two,
