@@ -60,7 +60,7 @@ def _limiter_series(limiter: Limiter) -> Iterable[Metric]:
     local = limiter
     if isinstance(limiter, RedisLimiter):
         shared = limiter.stats
-        admitted = shared.redis_calls - shared.redis_errors - shared.refused
+        admitted = shared.admitted
         refused = shared.refused
         local = limiter.fallback
     if isinstance(local, LocalLimiter):
@@ -71,6 +71,18 @@ def _limiter_series(limiter: Limiter) -> Iterable[Metric]:
     calls.add_metric(("delayed",), delayed)
     calls.add_metric(("refused",), refused)
     yield calls
+    if isinstance(local, LocalLimiter) and local.caller_limit is not None:
+        yield GaugeMetricFamily(
+            "gateway_caller_buckets",
+            "Caller buckets kept in this process (at most 10,000).",
+            value=local.callers,
+        )
+        yield CounterMetricFamily(
+            "gateway_caller_bucket_overflow",
+            "Calls of callers for whom no caller bucket had room (every kept bucket still "
+            "in debt), charged to the one shared overflow bucket.",
+            value=local.stats.overflowed,
+        )
     if isinstance(limiter, RedisLimiter):
         yield CounterMetricFamily(
             "gateway_shared_limiter_redis_errors",

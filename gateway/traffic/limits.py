@@ -42,6 +42,10 @@ from gateway.clock import Clock
 from gateway.errors import FailureReason, Refused
 
 GLOBAL_BUCKET: Final = "global"
+OVERFLOW_BUCKET: Final = "caller:overflow"
+"""The one bucket shared by callers for whom the table of caller buckets has no room."""
+_EVICTION_SCAN: Final = 8
+"""Least recently used buckets looked at for one that is full again, per newcomer."""
 _EPSILON: Final = 1e-9
 """Seconds of floating-point noise below which a wait is no wait."""
 
@@ -182,16 +186,22 @@ class LimiterStats:
     admitted: int = 0
     delayed: int = 0
     refused: int = 0
-    callers_evicted_busy: int = 0
-    """Caller buckets forgotten while not yet full again (their debt was lost)."""
+    overflowed: int = 0
+    """Calls of callers who found the table full of buckets in debt, and shared the
+    overflow bucket."""
 
 
 class LocalLimiter:
     """Global and per-caller GCRA buckets in this process.
 
     ``None`` for a limit switches that bucket off; with both off :meth:`acquire` admits at
-    once. At most ``max_callers`` caller buckets are kept; the least recently used one is
-    forgotten when a new caller comes (a full bucket is forgotten without loss).
+    once. At most ``max_callers`` caller buckets are kept. A newcomer to a full table takes
+    the place of one of the least recently used buckets that is full again (forgetting a
+    full bucket loses nothing); when those all still hold a debt, the newcomer shares one
+    overflow bucket (``caller:overflow``) with every other caller left without a place.
+    So the per-caller limit stays a bound however many identities a caller rotates
+    through: it can hold at most the table's places and the overflow bucket, never a
+    fresh bucket for a forgotten debt.
     """
 
     def __init__(
@@ -211,6 +221,7 @@ class LocalLimiter:
         self.stats = LimiterStats()
         self._global = Gcra(global_limit) if global_limit is not None else None
         self._callers: OrderedDict[str, Gcra] = OrderedDict()
+        self._overflow: Gcra | None = None
 
     @property
     def callers(self) -> int:
@@ -271,17 +282,32 @@ class LocalLimiter:
     def _caller_for(self, key: str) -> tuple[str, Gcra] | None:
         if not key or self.caller_limit is None:
             return None
-        return caller_subject(key), self._caller_bucket(key)
+        return self._caller_bucket(key)
 
-    def _caller_bucket(self, digest: str) -> Gcra:
+    def _caller_bucket(self, digest: str) -> tuple[str, Gcra]:
         bucket = self._callers.get(digest)
         if bucket is not None:
             self._callers.move_to_end(digest)
-            return bucket
+            return caller_subject(digest), bucket
         assert self.caller_limit is not None
-        if len(self._callers) >= self.max_callers:
-            _, evicted = self._callers.popitem(last=False)
-            if not evicted.idle(self.clock.monotonic()):
-                self.stats.callers_evicted_busy += 1
+        if len(self._callers) >= self.max_callers and not self._forget_a_full_bucket():
+            # Every kept bucket still remembers a debt: forgetting one would hand its
+            # caller a full bucket on its return. Newcomers share one bucket instead.
+            self.stats.overflowed += 1
+            if self._overflow is None:
+                self._overflow = Gcra(self.caller_limit)
+            return OVERFLOW_BUCKET, self._overflow
         bucket = self._callers[digest] = Gcra(self.caller_limit)
-        return bucket
+        return caller_subject(digest), bucket
+
+    def _forget_a_full_bucket(self) -> bool:
+        """Forget one of the least recently used buckets that is full again (forgetting it
+        loses nothing); False when the oldest ``_EVICTION_SCAN`` all still hold a debt."""
+        now = self.clock.monotonic()
+        for scanned, (digest, bucket) in enumerate(self._callers.items()):
+            if scanned >= _EVICTION_SCAN:
+                return False
+            if bucket.idle(now):
+                del self._callers[digest]
+                return True
+        return False

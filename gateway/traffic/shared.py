@@ -145,6 +145,8 @@ return 0
 class RedisLimiterStats:
     """Counters for metrics; read them, never reset them."""
 
+    admitted: int = 0
+    """Calls admitted by Redis (each may have taken one or two script calls)."""
     redis_calls: int = 0
     redis_errors: int = 0
     fallback_calls: int = 0
@@ -213,11 +215,13 @@ class RedisLimiter:
         self._reached()
         if int(reply[0]) != _OWN_ONLY:
             await self._settle(reply, buckets, deadline)
+            self.stats.admitted += 1
             return
         # Only the caller's own bucket was reserved: wait for it, then ask for the rest.
         own, rest = buckets[-1:], buckets[:-1]
         await self._settle(reply, own, deadline)
         if not rest:
+            self.stats.admitted += 1
             return
         try:
             second = await self._ask(rest, cost, deadline)
@@ -236,6 +240,7 @@ class RedisLimiter:
         except BaseException:
             self._spawn(self._refund([b.key for b in own], list(reply[3:])))
             raise
+        self.stats.admitted += 1
 
     async def _ask(self, buckets: Sequence[_Bucket], cost: float, deadline: float | None) -> Any:
         now = self.clock.monotonic()

@@ -230,18 +230,37 @@ def test_only_the_latest_reservation_is_given_back() -> None:
 
 
 @pytest.mark.asyncio
-async def test_caller_buckets_are_bounded_least_recently_used_out() -> None:
+async def test_caller_buckets_are_bounded_and_only_full_ones_are_forgotten() -> None:
     clock = FakeClock(start=0.0)
     limiter = LocalLimiter(clock, None, RateLimit(rate=1, burst=1), max_callers=2)
     assert await offer(limiter, clock, "a")
     assert await offer(limiter, clock, "b")
-    assert not await offer(limiter, clock, "a")  # a is now the most recently used
-    assert await offer(limiter, clock, "c")  # evicts b, whose bucket was still spent
+    assert not await offer(limiter, clock, "a")  # a's bucket is spent
+    # c finds both buckets in debt: it shares the overflow bucket, nobody is forgotten
+    assert await offer(limiter, clock, "c")
     assert limiter.callers == 2
-    assert limiter.stats.callers_evicted_busy == 1
+    assert limiter.stats.overflowed == 1
+    assert not await offer(limiter, clock, "d")  # the overflow bucket is spent too
     await clock.advance(5)
-    assert await offer(limiter, clock, "d")  # evicts a, full again: nothing lost
-    assert limiter.stats.callers_evicted_busy == 1
+    assert await offer(limiter, clock, "d")  # takes the place of a full bucket (b or a)
+    assert limiter.callers == 2
+
+
+@pytest.mark.asyncio
+async def test_a_caller_rotating_identities_stays_within_the_bound() -> None:
+    """Issue 15, item 4: forgetting a bucket in debt and handing its caller a fresh one
+    made the per-caller limit no bound for a caller rotating enough identities."""
+    clock = FakeClock(start=0.0)
+    places, rate, seconds = 100, 1.0, 10
+    limiter = LocalLimiter(clock, None, RateLimit(rate=rate, burst=1), max_callers=places)
+    admitted = 0
+    for tick in range(seconds * 100):  # 5,000 identities, each tried twice, over 10 s
+        for identity in range(5):
+            admitted += await offer(limiter, clock, f"rotating-{(tick * 5 + identity) % 2500}")
+        await clock.advance(0.01)
+    # at most every place of the table and the overflow bucket, each within its limit
+    assert admitted <= (places + 1) * (1 + rate * seconds)
+    assert admitted > places  # the table's places were used
 
 
 # --------------------------------------------------------------------------- accuracy
