@@ -1,4 +1,13 @@
-"""A circuit breaker per upstream: stop sending while it is down, probe, recover.
+"""Circuit breakers: stop sending where the upstream is failing, probe, recover.
+
+:class:`Breakers` keeps one :class:`CircuitBreaker` per route template and one for the
+whole upstream, so that a failing endpoint trips only itself while the others are
+served. The whole upstream's breaker hears the failures that say every route would fail
+— a connection that could not be made — and the failures of a streak that spans two
+routes or more with no success anywhere in between (every route failing); any success
+ends the streak. A call passes both its route's breaker and the upstream's.
+
+Each breaker:
 
     CLOSED ──(failure_threshold consecutive failures)──▶ OPEN
     OPEN ──(open_for seconds)──▶ HALF_OPEN
@@ -28,6 +37,7 @@ import grpc
 from gateway.clock import Clock
 from gateway.errors import (
     ANSWERED,
+    NOT_SENT,
     RETRYABLE_STATUSES,
     FailureReason,
     GatewayError,
@@ -75,6 +85,12 @@ def verdict_of(error: BaseException, *, timeouts_count: bool = True) -> Verdict:
     return Verdict.NONE
 
 
+def affects_every_route(error: BaseException) -> bool:
+    """Whether a failure says the whole upstream is down (no connection could be made),
+    rather than one route."""
+    return isinstance(error, UpstreamTransportError) and error.reason in NOT_SENT
+
+
 @dataclass
 class BreakerStats:
     opened: int = 0
@@ -92,6 +108,7 @@ class CircuitBreaker:
         name: str,
         clock: Clock,
         *,
+        route: str | None = None,
         failure_threshold: int = 5,
         open_for: float = 10.0,
         half_open_probes: int = 1,
@@ -103,6 +120,7 @@ class CircuitBreaker:
         if not open_for > 0:
             raise ValueError("open_for must be greater than 0")
         self.name = name
+        self.route = route
         self.clock = clock
         self.failure_threshold = failure_threshold
         self.open_for = open_for
@@ -183,13 +201,17 @@ class CircuitBreaker:
 
     def _refusal(self, detail: str, retry_after: float) -> GatewayError:
         self.stats.fast_failures += 1
+        where = f"the upstream {self.name}"
+        metadata = {"upstream": self.name}
+        if self.route is not None:
+            where = f"{self.route} on the upstream {self.name}"
+            metadata["route"] = self.route
         return Refused(
-            f"the upstream {self.name} is failing; the gateway stopped sending to it "
-            f"(circuit open: {detail})",
+            f"{where} is failing; the gateway stopped sending to it (circuit open: {detail})",
             grpc.StatusCode.UNAVAILABLE,
             FailureReason.CIRCUIT_OPEN,
             retry_after=max(retry_after, 0.0),
-            metadata={"upstream": self.name},
+            metadata=metadata,
         )
 
 
@@ -219,3 +241,83 @@ class Ticket:
             return
         self._done = True
         self._breaker._verdict(self, verdict)
+
+
+class Breakers:
+    """The whole upstream's breaker and one breaker per route template."""
+
+    def __init__(
+        self,
+        name: str,
+        clock: Clock,
+        *,
+        failure_threshold: int = 5,
+        open_for: float = 10.0,
+        on_transition: Transition | None = None,
+    ) -> None:
+        self.name = name
+        self.clock = clock
+        self.failure_threshold = failure_threshold
+        self.open_for = open_for
+        self.on_transition = on_transition
+        self.upstream = CircuitBreaker(
+            name,
+            clock,
+            failure_threshold=failure_threshold,
+            open_for=open_for,
+            on_transition=on_transition,
+        )
+        self.routes: dict[str, CircuitBreaker] = {}
+        self._streak: set[str] = set()
+
+    def ticket(self, route: str) -> RouteTicket:
+        """Permission for one call on ``route``, or Refused at once when the upstream's
+        breaker or the route's is open."""
+        whole = self.upstream.ticket()
+        breaker = self.routes.get(route)
+        if breaker is None:
+            breaker = self.routes[route] = CircuitBreaker(
+                self.name,
+                self.clock,
+                route=route,
+                failure_threshold=self.failure_threshold,
+                open_for=self.open_for,
+                on_transition=self.on_transition,
+            )
+        try:
+            own = breaker.ticket()
+        except Refused:
+            whole.release()
+            raise
+        return RouteTicket(self, route, whole, own)
+
+    def _report(self, ticket: RouteTicket, verdict: Verdict, everywhere: bool) -> None:
+        ticket.own.report(verdict)
+        if verdict is Verdict.SUCCESS:
+            self._streak.clear()
+            ticket.whole.report(Verdict.SUCCESS)
+        elif verdict is Verdict.FAILURE:
+            self._streak.add(ticket.route)
+            spread = everywhere or len(self._streak) >= 2
+            ticket.whole.report(Verdict.FAILURE if spread else Verdict.NONE)
+        else:
+            ticket.whole.report(Verdict.NONE)
+
+
+class RouteTicket:
+    """One call's permission from its route's breaker and the upstream's."""
+
+    __slots__ = ("_breakers", "own", "route", "whole")
+
+    def __init__(self, breakers: Breakers, route: str, whole: Ticket, own: Ticket) -> None:
+        self._breakers = breakers
+        self.route = route
+        self.whole = whole
+        self.own = own
+
+    def report(self, verdict: Verdict, *, everywhere: bool = False) -> None:
+        """The call's verdict; ``everywhere``: a failure that says every route would fail."""
+        self._breakers._report(self, verdict, everywhere)
+
+    def release(self) -> None:
+        self.report(Verdict.NONE)

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.traffic.breaker import BreakerState, CircuitBreaker
+from gateway.traffic.breaker import Breakers, BreakerState
 from gateway.traffic.concurrency import ConcurrencyLimiter
 from gateway.traffic.control import TrafficControl
 from gateway.traffic.limits import Limiter, LocalLimiter
@@ -40,7 +40,7 @@ class TrafficCollector(Collector):
         control = self.control
         yield from _limiter_series(control.limiter)
         yield from _queue_series(control.concurrency)
-        yield from _breaker_series(control.breaker)
+        yield from _breaker_series(control.breakers)
         yield CounterMetricFamily(
             "gateway_retry_budget_denied",
             "Retries the retry budget did not allow.",
@@ -112,23 +112,29 @@ def _queue_series(slots: ConcurrencyLimiter) -> Iterable[Metric]:
     yield refusals
 
 
-def _breaker_series(breaker: CircuitBreaker) -> Iterable[Metric]:
+def _breaker_series(breakers: Breakers) -> Iterable[Metric]:
+    """The upstream's breaker as ``breaker="upstream"``, each route's by its template."""
+    every = [("upstream", breakers.upstream), *sorted(breakers.routes.items())]
     state = GaugeMetricFamily(
         "gateway_circuit_breaker_state",
-        "The upstream circuit breaker's state: 1 for the current one.",
-        labels=("state",),
+        "Each circuit breaker's state (the whole upstream's, and each route's): 1 for the "
+        "current one.",
+        labels=("breaker", "state"),
     )
-    current = breaker.state
-    for each in BreakerState:
-        state.add_metric((each.value,), 1.0 if each is current else 0.0)
-    yield state
-    yield CounterMetricFamily(
-        "gateway_circuit_breaker_opened",
-        "Times the breaker opened.",
-        value=breaker.stats.opened,
+    opened = CounterMetricFamily(
+        "gateway_circuit_breaker_opened", "Times the breaker opened.", labels=("breaker",)
     )
-    yield CounterMetricFamily(
+    fast = CounterMetricFamily(
         "gateway_circuit_breaker_fast_failures",
         "Calls refused at once while the breaker was open.",
-        value=breaker.stats.fast_failures,
+        labels=("breaker",),
     )
+    for name, breaker in every:
+        current = breaker.state
+        for each in BreakerState:
+            state.add_metric((name, each.value), 1.0 if each is current else 0.0)
+        opened.add_metric((name,), breaker.stats.opened)
+        fast.add_metric((name,), breaker.stats.fast_failures)
+    yield state
+    yield opened
+    yield fast

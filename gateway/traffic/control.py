@@ -6,7 +6,7 @@ this order::
 
     retries (budget, backoff with full jitter, inside the deadline)    traffic/retry.py
       └─ each attempt: admission, then the request
-           circuit breaker (fail fast while open)                       traffic/breaker.py
+           circuit breakers: the route's and the upstream's              traffic/breaker.py
            upstream window (hold while the upstream says it is spent)   traffic/window.py
            rate limits: the global and the caller's bucket              traffic/limits.py
                         (in Redis for many processes)                   traffic/shared.py
@@ -33,7 +33,13 @@ from typing import Final
 from gateway.call import CallTrace, credential_digest
 from gateway.clock import Clock, MonotonicClock
 from gateway.errors import Refused, UpstreamAnswer, UpstreamHTTPError
-from gateway.traffic.breaker import CircuitBreaker, Ticket, verdict_for_status, verdict_of
+from gateway.traffic.breaker import (
+    Breakers,
+    RouteTicket,
+    affects_every_route,
+    verdict_for_status,
+    verdict_of,
+)
 from gateway.traffic.budget import RetryBudget
 from gateway.traffic.concurrency import ConcurrencyLimiter
 from gateway.traffic.limits import Limiter, LocalLimiter
@@ -64,7 +70,7 @@ class Admission:
 
     def __init__(
         self,
-        ticket: Ticket,
+        ticket: RouteTicket,
         window: UpstreamWindow,
         concurrency: ConcurrencyLimiter | None,
         timeouts_count: bool,
@@ -85,7 +91,10 @@ class Admission:
         """No answer: cancelled (no verdict), or failed (the breaker judges how)."""
         self._release_slot()
         if isinstance(error, Exception):
-            self._ticket.report(verdict_of(error, timeouts_count=self._timeouts_count))
+            self._ticket.report(
+                verdict_of(error, timeouts_count=self._timeouts_count),
+                everywhere=affects_every_route(error),
+            )
         else:
             self._ticket.release()
 
@@ -129,7 +138,7 @@ class TrafficControl:
             ratio=settings.retry_budget_ratio,
             min_per_second=settings.retry_budget_floor,
         )
-        self.breaker = CircuitBreaker(
+        self.breakers = Breakers(
             unary.host or "upstream",
             self.clock,
             failure_threshold=settings.breaker_failures,
@@ -253,7 +262,7 @@ class TrafficControl:
         started = clock.monotonic()
         admit_by = deadline - self._admission_margin
         try:
-            ticket = self.breaker.ticket()
+            ticket = self.breakers.ticket(request.route)
         except Refused as refused:
             self._refused(trace, refused)
             raise

@@ -271,14 +271,17 @@ async def test_breaker_opens_fails_fast_and_recovers(
             assert "RetryInfo" in details_of(caught.value)
         assert len(scripted.seen) == sent, "requests went upstream while the breaker was open"
         scraped = _metrics(gateway)
-        assert 'gateway_circuit_breaker_state{state="open"} 1.0' in scraped
-        assert "gateway_circuit_breaker_opened_total 1.0" in scraped
-        assert "gateway_circuit_breaker_fast_failures_total 20.0" in scraped
+        route = 'breaker="GET /v1/agents/{agent_id}"'
+        assert f'gateway_circuit_breaker_state{{{route},state="open"}} 1.0' in scraped
+        assert f"gateway_circuit_breaker_opened_total{{{route}}} 1.0" in scraped
+        assert f"gateway_circuit_breaker_fast_failures_total{{{route}}} 20.0" in scraped
+        # one route failing is not the whole upstream failing
+        assert 'gateway_circuit_breaker_state{breaker="upstream",state="closed"} 1.0' in scraped
         scripted.default = (200, {})
         await asyncio.sleep(0.6)
         assert (await agents.GetAgent(request, timeout=5)).id == "agent_1"  # the probe
         assert (await agents.GetAgent(request, timeout=5)).id == "agent_1"  # closed again
-        assert 'gateway_circuit_breaker_state{state="closed"} 1.0' in _metrics(gateway)
+        assert f'gateway_circuit_breaker_state{{{route},state="closed"}} 1.0' in _metrics(gateway)
     median_ms = statistics.median(fast) * 1e3
     record("breaker", {"failures_to_open": 3, "open_call_median_ms": median_ms})
     assert median_ms < 20
@@ -395,14 +398,17 @@ async def test_waits_and_refusals_are_span_events(
 async def test_an_open_breaker_refuses_streams_too(
     script: tuple[Script, Callable[..., Any]],
 ) -> None:
-    """Streams are admitted like unary calls: no event stream is opened to a failing upstream."""
+    """Streams are admitted like unary calls: no event stream is opened to an upstream
+    whose every route is failing."""
     scripted, gateway_with = script
     scripted.default = (503, {})
     async with gateway_with(breaker_failures=3, retry_max_attempts=1) as gateway:
         agents = _agents(gateway)
-        for _ in range(3):
+        for _ in range(2):  # failures on two routes, nothing succeeding in between
             with pytest.raises(grpc.aio.AioRpcError):
                 await agents.GetAgent(agent_pb2.GetAgentRequest(agent_id="a"), timeout=5)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await agents.ListAgents(agent_pb2.ListAgentsRequest(), timeout=5)
         sent = len(scripted.seen)
         stream = agents.StreamAgentRun(
             agent_pb2.StreamAgentRunRequest(agent_id="a", message="hi"), timeout=5
@@ -450,3 +456,55 @@ async def test_the_cancel_of_an_abandoned_run_is_retried_like_any_request() -> N
             await asyncio.sleep(0.02)
         await gateway.gateway.relay.close()
     assert cancels == [503, 200]
+
+
+async def _mixed_load(gateway: RunningGateway, seconds: float) -> dict[str, dict[str, int]]:
+    """Creates and reads side by side for ``seconds``; outcomes by kind of call."""
+    agents = _agents(gateway)
+    outcomes: dict[str, dict[str, int]] = {"create": {}, "read": {}}
+    stop = time.monotonic() + seconds
+
+    async def one(kind: str) -> None:
+        while time.monotonic() < stop:
+            try:
+                if kind == "create":
+                    await agents.CreateAgent(
+                        agent_pb2.CreateAgentRequest(agent=agent_pb2.Agent(name="storm")),
+                        timeout=5,
+                    )
+                else:
+                    await agents.ListAgents(agent_pb2.ListAgentsRequest(), timeout=5)
+                outcome = "OK"
+            except grpc.aio.AioRpcError as exc:
+                info = details_of(exc).get("ErrorInfo")
+                outcome = info.reason if info is not None else exc.code().name
+            outcomes[kind][outcome] = outcomes[kind].get(outcome, 0) + 1
+            if kind == "read":
+                await asyncio.sleep(0.05)  # reads are the lighter traffic
+
+    await asyncio.gather(*(one("create") for _ in range(8)), *(one("read") for _ in range(2)))
+    return outcomes
+
+
+@pytest.mark.asyncio
+async def test_a_storm_on_one_route_leaves_the_others_served() -> None:
+    """Issue 15, item 1: a storm of dropped creates opened the one breaker, and every
+    read failed fast with CIRCUIT_OPEN for the breaker's open time."""
+    storm = Faults(drop_rate=0.9, drop_mode="after", paths=r"^/v1/agents$", methods=("POST",))
+    async with (
+        running_emulator(EmulatorConfig(open_mode=True)) as emulator,
+        serving_gateway(
+            emulator.url, breaker_failures=5, breaker_open_seconds=2.0, retry_max_attempts=2
+        ) as gateway,
+    ):
+        calm = await _mixed_load(gateway, 1.0)
+        emulator.state.set_faults(storm)
+        stormy = await _mixed_load(gateway, 3.0)
+    reads = stormy["read"]
+    record(
+        "route_storm",
+        {"calm": calm, "storm": stormy, "read_success": reads.get("OK", 0) / sum(reads.values())},
+    )
+    assert calm["read"] == {"OK": calm["read"]["OK"]}
+    assert reads == {"OK": reads["OK"]}, reads  # every read served through the storm
+    assert stormy["create"].get("CIRCUIT_OPEN", 0) > 0  # while creates failed fast

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import grpc
 import pytest
 
@@ -17,6 +19,7 @@ from gateway.errors import (
 )
 from gateway.testing import FakeClock
 from gateway.traffic.breaker import (
+    Breakers,
     BreakerState,
     CircuitBreaker,
     Verdict,
@@ -210,3 +213,74 @@ def test_a_released_probe_frees_its_place() -> None:
 )  # fmt: skip
 def test_verdict_for_status(status: int, verdict: Verdict) -> None:
     assert verdict_for_status(status) is verdict
+
+
+# --------------------------------------------------------------------------- per route
+
+
+def _breakers(clock: FakeClock) -> Breakers:
+    return Breakers("api", clock, failure_threshold=3, open_for=5.0)
+
+
+def test_a_failing_route_trips_only_itself() -> None:
+    clock = FakeClock()
+    breakers = _breakers(clock)
+    for _ in range(20):
+        for _ in range(5):  # a storm: five failed creates to each read
+            with contextlib.suppress(Refused):
+                breakers.ticket("POST /v1/agents").report(Verdict.FAILURE)
+        breakers.ticket("GET /v1/agents").report(Verdict.SUCCESS)
+    assert breakers.routes["POST /v1/agents"].state is OPEN
+    assert breakers.routes["GET /v1/agents"].state is CLOSED
+    assert breakers.upstream.state is CLOSED
+    with pytest.raises(Refused) as caught:
+        breakers.ticket("POST /v1/agents")
+    assert caught.value.error_metadata()["route"] == "POST /v1/agents"
+
+
+def test_every_route_failing_opens_the_upstream_for_all() -> None:
+    clock = FakeClock()
+    breakers = _breakers(clock)
+    routes = ["GET /v1/a", "GET /v1/b"]
+    for number in range(4):
+        breakers.ticket(routes[number % 2]).report(Verdict.FAILURE)
+    assert breakers.upstream.state is OPEN
+    with pytest.raises(Refused):
+        breakers.ticket("GET /v1/never-failed")
+
+
+def test_a_connection_that_cannot_be_made_counts_for_every_route() -> None:
+    clock = FakeClock()
+    breakers = _breakers(clock)
+    for _ in range(3):
+        breakers.ticket("GET /v1/a").report(Verdict.FAILURE, everywhere=True)
+    assert breakers.upstream.state is OPEN
+
+
+def test_a_success_anywhere_ends_the_streak() -> None:
+    clock = FakeClock()
+    breakers = _breakers(clock)
+    for _ in range(10):
+        with contextlib.suppress(Refused):
+            breakers.ticket("GET /v1/a").report(Verdict.FAILURE)
+        breakers.ticket("GET /v1/ok").report(Verdict.SUCCESS)
+        with contextlib.suppress(Refused):
+            breakers.ticket("GET /v1/b").report(Verdict.FAILURE)
+        breakers.ticket("GET /v1/ok").report(Verdict.SUCCESS)
+    assert breakers.upstream.state is CLOSED
+
+
+@pytest.mark.asyncio
+async def test_a_refusal_by_the_route_releases_the_upstreams_probe() -> None:
+    clock = FakeClock(start=0.0)
+    breakers = _breakers(clock)
+    for _ in range(3):
+        breakers.ticket("GET /v1/b").report(Verdict.FAILURE, everywhere=True)
+    await clock.advance(5.0)  # the upstream is half-open: one probe at a time
+    breakers.ticket("GET /v1/a").release()
+    for _ in range(3):  # meanwhile route a is found failing on its own
+        breakers.routes["GET /v1/a"].ticket().failure()
+    with pytest.raises(Refused):
+        breakers.ticket("GET /v1/a")  # refused by route a: the upstream's probe is freed
+    breakers.ticket("GET /v1/b").report(Verdict.SUCCESS)  # so b may probe, and closes it
+    assert breakers.upstream.state is CLOSED
