@@ -26,6 +26,7 @@ admitted by the breaker, the upstream window and the rate limits, on the stream 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
@@ -47,6 +48,7 @@ from gateway.streaming.settings import StreamSettings
 from gateway.streaming.sse import Comment, EventTooLarge, SSEParser
 from gateway.telemetry.metrics import Metrics
 from gateway.traffic.control import TrafficControl
+from gateway.traffic.retry import Failure, FailureKind, classify_failure
 from gateway.transcoding.decode import decode_answer
 from gateway.transcoding.headers import UpstreamHeaders
 from gateway.transcoding.json_values import TooDeep
@@ -96,45 +98,81 @@ class SseRelay:
         headers = self.headers.for_call(route.http_method, route.has_body, caller)
         headers["Accept"] = f"{_EVENT_STREAM}, application/json;q=0.5"
         upstream_request = route.build(request, headers)
-        admit_for = (
-            time_remaining if time_remaining is not None else ADMISSION_WAIT_WITHOUT_DEADLINE
-        )
         state = _RelayState(route, spec, request)
+        clock = self.traffic.clock
+        deadline = None if time_remaining is None else clock.monotonic() + time_remaining
+        retries = self.traffic.retries(upstream_request, deadline)
+        number = 1
         with self.traffic.open_streams.hold(caller.caller, "stream"):
             try:
-                async with self.traffic.open_stream(
-                    upstream_request,
-                    grpc_method=route.full_method,
-                    caller=caller.caller,
-                    deadline=self.traffic.deadline(admit_for),
-                    timeout=time_remaining,
-                    idle_timeout=self.settings.idle_timeout,
-                    trace=trace,
-                ) as stream:
-                    if self._draining:
-                        raise draining("stream")
-                    self._live[state] = stream
-                    if _EVENT_STREAM not in stream.content_type:
-                        yield await self._plain_answer(route, spec, stream)
-                        state.completed = True
-                        return
-                    self._open.inc()
+                while True:
+                    attempt = self._attempt(upstream_request, state, caller, deadline, trace)
                     try:
-                        async for message in self._events(stream, state):
-                            yield message
-                    finally:
-                        self._open.dec()
-                        if trace is not None:
-                            trace.events = state.relayed
-            except GatewayError as exc:
-                if state.drained:
-                    raise draining("stream") from None
-                exc.context["events_relayed"] = str(state.relayed)
-                raise
+                        async with contextlib.aclosing(attempt) as messages:
+                            async for message in messages:
+                                yield message
+                        return
+                    except GatewayError as exc:
+                        if state.drained:
+                            raise draining("stream") from None
+                        failure = _failure_of(exc, state)
+                        delay = None if state.relayed else retries.delay_after(number, failure)
+                        if delay is None:
+                            final = retries.final(exc, failure, number)
+                            if isinstance(final, GatewayError):
+                                final.context["events_relayed"] = str(state.relayed)
+                            if final is exc:
+                                raise
+                            raise final from exc
+                    # Nothing was relayed yet: the stream is opened again, under the rules,
+                    # budget and idempotency key of a unary call's retries.
+                    await clock.sleep(delay)
+                    number += 1
             finally:
-                self._live.pop(state, None)
                 if not state.completed:
                     self._cancel_upstream(state, caller, trace)
+
+    async def _attempt(
+        self,
+        upstream_request: UpstreamRequest,
+        state: _RelayState,
+        caller: CallerMetadata,
+        deadline: float | None,
+        trace: CallTrace | None,
+    ) -> AsyncGenerator[Message, None]:
+        """One opening of the stream and what it relays."""
+        if self._draining:
+            raise draining("stream")
+        route, spec = state.route, state.spec
+        clock = self.traffic.clock
+        admit_by = clock.monotonic() + ADMISSION_WAIT_WITHOUT_DEADLINE
+        async with self.traffic.open_stream(
+            upstream_request,
+            grpc_method=route.full_method,
+            caller=caller.caller,
+            deadline=admit_by if deadline is None else deadline,
+            timeout=None if deadline is None else max(deadline - clock.monotonic(), 0.0),
+            idle_timeout=self.settings.idle_timeout,
+            trace=trace,
+        ) as stream:
+            if self._draining:
+                raise draining("stream")
+            self._live[state] = stream
+            try:
+                if _EVENT_STREAM not in stream.content_type:
+                    yield await self._plain_answer(route, spec, stream)
+                    state.completed = True
+                    return
+                self._open.inc()
+                try:
+                    async for message in self._events(stream, state):
+                        yield message
+                finally:
+                    self._open.dec()
+                    if trace is not None:
+                        trace.events = state.relayed
+            finally:
+                self._live.pop(state, None)
 
     def drain(self) -> None:
         """End every open relay with UNAVAILABLE (GATEWAY_DRAINING), and any opened later."""
@@ -324,3 +362,16 @@ def _member_route(route: Route, member: str) -> Route:
     assert field.message_type is not None
     codec = route.response_codec.registry.codec(field.message_type)
     return replace(route, response_codec=codec, response_field="", list_field="")
+
+
+def _failure_of(error: GatewayError, state: _RelayState) -> Failure:
+    """What a failed opening means for retrying: as for a unary call, and a stream that
+    ended before its first event may have started the run (the idempotency key decides)."""
+    if state.relayed:
+        return Failure(FailureKind.FINAL, stream_started=True)
+    if (
+        isinstance(error, UpstreamTransportError)
+        and error.reason is FailureReason.UPSTREAM_STREAM_CUT
+    ):
+        return Failure(FailureKind.OUTCOME_UNKNOWN)
+    return classify_failure(error)

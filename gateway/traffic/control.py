@@ -44,7 +44,7 @@ from gateway.traffic.budget import RetryBudget
 from gateway.traffic.concurrency import ConcurrencyLimiter
 from gateway.traffic.limits import Limiter, LocalLimiter
 from gateway.traffic.open_streams import OpenStreams
-from gateway.traffic.retry import call_with_retries
+from gateway.traffic.retry import Retries, call_with_retries
 from gateway.traffic.settings import TrafficSettings
 from gateway.traffic.shared import RedisLimiter, shared_limiter
 from gateway.traffic.window import UpstreamWindow, WindowTable, retry_delay
@@ -178,6 +178,19 @@ class TrafficControl:
             lambda number: self._attempt(
                 request, grpc_method, caller, deadline, trace, number, slot
             ),
+            method=request.method,
+            has_idempotency_key=request.keyed,
+            deadline=deadline,
+            clock=self.clock,
+            rng=self.rng,
+            policy=self.settings.retry,
+            budget=self.budget,
+        )
+
+    def retries(self, request: UpstreamRequest, deadline: float | None) -> Retries:
+        """The retry rules for a call whose attempts are not one awaitable (a stream
+        relayed until its first event): the policy, the budget, the deadline."""
+        return Retries(
             method=request.method,
             has_idempotency_key=request.keyed,
             deadline=deadline,

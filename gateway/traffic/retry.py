@@ -156,6 +156,64 @@ class RetryEvent:
     error: BaseException
 
 
+class Retries:
+    """The retry rules applied to one call, attempt after attempt.
+
+    For loops that cannot be a single awaitable (a stream relayed as it arrives):
+    :meth:`delay_after` says how long to wait before the next attempt, or None when the
+    failure is final; then :meth:`final` is what the caller gets. Creating it counts the
+    call in the budget.
+    """
+
+    __slots__ = (
+        "_budget_denied",
+        "budget",
+        "clock",
+        "deadline",
+        "keyed",
+        "method",
+        "policy",
+        "rng",
+    )
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        has_idempotency_key: bool,
+        deadline: float | None,
+        clock: Clock,
+        rng: random.Random,
+        policy: RetryPolicy | None = None,
+        budget: RetryBudget | None = None,
+    ) -> None:
+        self.method = method
+        self.keyed = has_idempotency_key
+        self.deadline = deadline
+        self.clock = clock
+        self.rng = rng
+        self.policy = policy or RetryPolicy()
+        self.budget = budget
+        self._budget_denied = False
+        if budget is not None:
+            budget.record_call()
+
+    def delay_after(self, number: int, failure: Failure) -> float | None:
+        """The backoff before attempt ``number + 1`` after ``failure``; None: stop."""
+        delay = _next_delay(number, failure, self.method, self.keyed, self.policy, self.rng)
+        if delay is not None and self.deadline is not None:
+            delay = _within(delay, self.deadline - self.clock.monotonic(), self.policy)
+        if delay is not None and self.budget is not None and not self.budget.try_spend():
+            self._budget_denied = True
+            return None
+        return delay
+
+    def final(self, error: Exception, failure: Failure, attempts: int) -> Exception:
+        """The exception the caller gets for the last failure (annotated, or
+        OUTCOME_UNKNOWN); ``error`` itself when nothing changes."""
+        return _final(error, failure, attempts, self._budget_denied, self.method, self.keyed)
+
+
 async def call_with_retries(
     attempt: Callable[[int], Awaitable[T]],
     *,
@@ -177,9 +235,15 @@ async def call_with_retries(
     A GatewayError raised after more than one attempt carries ``attempts`` in its context
     (ErrorInfo metadata), and ``retry: budget_exhausted`` when the budget said no.
     """
-    policy = policy or RetryPolicy()
-    if budget is not None:
-        budget.record_call()
+    retries = Retries(
+        method=method,
+        has_idempotency_key=has_idempotency_key,
+        deadline=deadline,
+        clock=clock,
+        rng=rng,
+        policy=policy,
+        budget=budget,
+    )
     number = 1
     while True:
         try:
@@ -188,12 +252,9 @@ async def call_with_retries(
             failure = classify(error)
             if stream_started is not None and stream_started():
                 failure = replace(failure, stream_started=True)
-            delay = _next_delay(number, failure, method, has_idempotency_key, policy, rng)
-            if delay is not None and deadline is not None:
-                delay = _within(delay, deadline - clock.monotonic(), policy)
-            budget_denied = delay is not None and budget is not None and not budget.try_spend()
-            if delay is None or budget_denied:
-                final = _final(error, failure, number, budget_denied, method, has_idempotency_key)
+            delay = retries.delay_after(number, failure)
+            if delay is None:
+                final = retries.final(error, failure, number)
                 if final is error:
                     raise
                 raise final from error

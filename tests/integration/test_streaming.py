@@ -500,3 +500,95 @@ async def test_slow_consumer_does_not_make_the_gateway_buffer(
     # buffers and the caller's HTTP/2 window, a fixed amount whatever the stream's length.
     assert stalled_at < total // 4, f"{stalled_at} events were buffered somewhere"
     await stream.aclose()
+
+
+# --------------------------------------------------------------------------- retries
+
+COMPLETED_EVENT = _event("run.completed", '{"id": "run_1", "content": "done", "model": "m"}', 2)
+
+
+@dataclass
+class Flaky:
+    """An upstream whose first ``failures`` openings fail as ``how``, then play a run."""
+
+    how: str
+    failures: int = 1
+    seen: list[str] = field(default_factory=list)
+
+
+@pytest_asyncio.fixture
+async def flaky() -> AsyncIterator[tuple[Flaky, RunningGateway]]:
+    script = Flaky("503")
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        script.seen.append(request.headers.get("Idempotency-Key", ""))
+        failing = len(script.seen) <= script.failures
+        if failing and script.how in ("503", "400"):
+            return web.json_response({"detail": "no"}, status=int(script.how))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        if failing and script.how == "cut-before":
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        await response.write(RUN_STARTED)
+        if failing and script.how == "cut-after":
+            await asyncio.sleep(0.05)
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        await response.write(COMPLETED_EVENT)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/agents/{agent_id}/run", answer)
+    async with serving_app(app) as url, serving_gateway(url, retry_base=0.01) as gateway:
+        yield script, gateway
+
+
+@pytest.mark.parametrize("how", ["503", "cut-before"])
+@pytest.mark.asyncio
+async def test_a_stream_that_fails_before_its_first_event_is_opened_again(
+    flaky: tuple[Flaky, RunningGateway], how: str
+) -> None:
+    """Issue 15, item 2: a stream made one attempt; a 503 before any event ended it."""
+    script, gateway = flaky
+    script.how = how
+    events, error = await _collect(_scripted_call(gateway, CALL_TIMEOUT))
+    assert error is None
+    assert [e.WhichOneof("event") for e in events] == ["run_started", "run_completed"]
+    assert len(script.seen) == 2
+    assert script.seen[0]
+    assert script.seen[0] == script.seen[1]  # one idempotency key for both openings
+
+
+@pytest.mark.parametrize(
+    ("how", "code"),
+    [("cut-after", grpc.StatusCode.UNAVAILABLE), ("400", grpc.StatusCode.INVALID_ARGUMENT)],
+)
+@pytest.mark.asyncio
+async def test_a_stream_is_never_repeated_after_an_event_or_on_a_final_failure(
+    flaky: tuple[Flaky, RunningGateway], how: str, code: grpc.StatusCode
+) -> None:
+    script, gateway = flaky
+    script.how = how
+    events, error = await _collect(_scripted_call(gateway, CALL_TIMEOUT))
+    assert error is not None
+    assert error.code() is code
+    assert len(script.seen) == 1
+    assert len(events) == (1 if how == "cut-after" else 0)
+
+
+@pytest.mark.asyncio
+async def test_stream_retries_stop_at_the_attempts_limit(
+    flaky: tuple[Flaky, RunningGateway],
+) -> None:
+    script, gateway = flaky
+    script.failures = 10
+    events, error = await _collect(_scripted_call(gateway, CALL_TIMEOUT))
+    assert error is not None
+    assert error.code() is grpc.StatusCode.UNAVAILABLE
+    assert details_of(error)["ErrorInfo"].metadata["attempts"] == "3"
+    assert len(script.seen) == 3
+    assert events == []
