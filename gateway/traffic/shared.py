@@ -28,6 +28,12 @@ with Redis. It never admits without a limit and never stalls calls on a dead Red
 * the change of state is logged once each way (warning when Redis is lost, info when it is
   back) and counted in :attr:`RedisLimiter.stats`.
 
+The connections to Redis are a bounded pool (``max_connections``; a call that finds them
+all busy waits at most ``timeout``, then counts as a Redis failure). After any failure the
+idle connections are closed at once — after a Redis restart they are all dead, and would
+otherwise hold their sockets until next used — and every ``idle_timeout`` seconds the idle
+ones are closed anyway, so the pool shrinks back after a peak (the next calls reconnect).
+
 Failing closed (refusing every call) would turn a Redis outage into a gateway outage;
 failing open without a bound would let N replicas send N times the quota into the
 upstream's 429s. A caller whose calls all reach one process (a gRPC channel sticks to one
@@ -38,13 +44,14 @@ fallback errs on the side of the upstream's limits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
@@ -175,6 +182,7 @@ class RedisLimiter:
         namespace: str = DEFAULT_NAMESPACE,
         timeout: float = 0.1,
         retry_interval: float = 1.0,
+        idle_timeout: float = 30.0,
     ) -> None:
         self.client = client
         self.clock = clock
@@ -184,7 +192,9 @@ class RedisLimiter:
         self.prefix = f"{namespace}:{{rl}}:"
         self.timeout = timeout
         self.retry_interval = retry_interval
+        self.idle_timeout = idle_timeout
         self.stats = RedisLimiterStats()
+        self._reaper: asyncio.Task[None] | None = None
         self._down = False
         self._retry_at = 0.0
         self._probing = False
@@ -198,6 +208,8 @@ class RedisLimiter:
         buckets = self._buckets_for(key)
         if not buckets:
             return
+        if self._reaper is None:
+            self._reaper = asyncio.ensure_future(self._close_idle_now_and_then())
         if not self._may_ask_redis(self.clock.monotonic()):
             self.stats.fallback_calls += 1
             await self.fallback.acquire(key, cost, deadline)
@@ -257,9 +269,22 @@ class RedisLimiter:
 
     async def aclose(self) -> None:
         """Finish pending refunds and close the Redis connections (safe to call twice)."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.client.aclose()
+
+    async def _close_idle_now_and_then(self) -> None:
+        while True:
+            await self.clock.sleep(self.idle_timeout)
+            await self._close_idle()
+
+    async def _close_idle(self) -> None:
+        """Close the pool's idle connections (the pool makes new ones when needed)."""
+        with contextlib.suppress(RedisError, OSError):
+            await self.client.connection_pool.disconnect(inuse_connections=False)
 
     # ---------------------------------------------------------------- internals
 
@@ -312,6 +337,7 @@ class RedisLimiter:
 
     def _lost(self, error: BaseException) -> None:
         self.stats.redis_errors += 1
+        self._spawn(self._close_idle())
         self._probing = False
         self._retry_at = self.clock.monotonic() + self.retry_interval
         if not self._down:
@@ -337,15 +363,19 @@ def _micros(seconds: float) -> int:
     return max(round(seconds * _MICROS), 0)
 
 
-def redis_client(url: str, timeout: float = 0.1) -> Redis:
-    """A client that fails fast: bounded connect and reads, no retries of its own."""
-    client: Redis = Redis.from_url(
+def redis_client(url: str, timeout: float = 0.1, max_connections: int = 32) -> Redis:
+    """A client that fails fast: bounded connect and reads, no retries of its own, at most
+    ``max_connections`` connections (waiting at most ``timeout`` for one)."""
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
     )
+    client: Redis = Redis.from_pool(pool)
     return client
 
 

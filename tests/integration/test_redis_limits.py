@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from gateway.call import CallerKeys
 from gateway.clock import MonotonicClock
 from gateway.errors import Refused
 from gateway.testing import FakeClock
-from gateway.traffic.limits import RateLimit, caller_subject
+from gateway.traffic.limits import LocalLimiter, RateLimit, caller_subject
 from gateway.traffic.shared import RedisLimiter, redis_client, shared_limiter
 from tests.support.redis_server import RedisServer
 
@@ -334,3 +336,66 @@ async def test_unreachable_from_the_start_still_limits() -> None:
         assert [await admitted_now(limiter) for _ in range(3)] == [True, True, False]
     finally:
         await limiter.aclose()
+
+
+CLOSE_WAIT = "08"
+
+
+def _sockets_to(port: int, state: str | None = None) -> int:
+    """This process's TCP sockets whose remote port is ``port`` (in ``state``, if given:
+    the hex code of /proc/net/tcp)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if remote_port == port and fields[9] in inodes:
+                    count += state is None or fields[3] == state
+    return count
+
+
+@pytest.mark.asyncio
+async def test_the_redis_pool_is_bounded_shrinks_and_drops_dead_sockets(
+    redis_server: RedisServer,
+) -> None:
+    """Issue 15, item 3: the pool grew to its peak and never shrank, and kept dead sockets
+    after Redis restarted until they were next used."""
+    limiter = RedisLimiter(
+        redis_client(redis_server.url, timeout=0.5, max_connections=4),
+        MonotonicClock(),
+        fallback=LocalLimiter(MonotonicClock(), RateLimit(1e6, 1e6)),
+        global_limit=RateLimit(1e6, 1e6),
+        retry_interval=0.2,
+        idle_timeout=0.5,
+    )
+    try:
+        await asyncio.gather(*(limiter.acquire("", 1, None) for _ in range(200)))
+        peak = _sockets_to(redis_server.port)
+        assert 1 <= peak <= 4  # bounded
+        await asyncio.sleep(0.8)
+        assert _sockets_to(redis_server.port) == 0  # idle ones closed
+        await asyncio.gather(*(limiter.acquire("", 1, None) for _ in range(200)))
+        before = _sockets_to(redis_server.port)
+        redis_server.stop()
+        redis_server.start()  # the same port: every pooled socket is now dead
+        deadline = time.monotonic() + 5
+        while limiter.stats.redis_errors == 0 and time.monotonic() < deadline:
+            await limiter.acquire("", 1, None)
+        assert limiter.stats.redis_errors >= 1
+        await asyncio.sleep(0.05)  # the idle connections are closed in the background
+        assert _sockets_to(redis_server.port, CLOSE_WAIT) == 0  # no dead socket kept
+        await asyncio.sleep(0.3)  # past the retry interval: Redis is asked again
+        await asyncio.gather(*(limiter.acquire("", 1, None) for _ in range(200)))
+        assert limiter.stats.fallback_calls < 400  # Redis answers again
+        assert _sockets_to(redis_server.port) <= max(before, 4)
+    finally:
+        await limiter.aclose()
+    assert _sockets_to(redis_server.port) == 0
