@@ -48,6 +48,8 @@ class CallerMetadata:
     idempotency_key: str | None = None
     caller: str = ""
     """The caller's key (:class:`CallerKeys`); "" when the call's caller is not told apart."""
+    forward: tuple[tuple[str, str], ...] = ()
+    """Metadata the caller sent that GATEWAY_FORWARD_METADATA copies upstream."""
 
 
 _ids = random.Random(int.from_bytes(os.urandom(16), "big"))
@@ -64,12 +66,15 @@ def read_metadata(
     metadata: Iterable[tuple[str, str | bytes]] | None,
     keys: CallerKeys | None = None,
     connection: Connection | None = None,
+    forward: frozenset[str] = frozenset(),
 ) -> CallerMetadata:
     """The caller's metadata, checked; with ``keys``, its caller key too (``connection``
-    tells the client certificate and the address, asked only when they are needed)."""
+    tells the client certificate and the address, asked only when they are needed); the
+    entries named in ``forward``, to be copied upstream."""
     request_id: str | None = None
     authorization: str | None = None
     idempotency_key: str | None = None
+    forwarded: list[tuple[str, str]] = []
     problems: list[FieldViolation] = []
     for key, value in metadata or ():
         if isinstance(value, bytes):
@@ -85,6 +90,8 @@ def read_metadata(
             authorization = value.strip()
         elif key == "idempotency-key":
             idempotency_key = value.strip()
+        elif key in forward:
+            forwarded.append((key, value))
     if request_id is not None and not _sane(request_id, MAX_REQUEST_ID):
         problems.append(
             FieldViolation(
@@ -107,7 +114,9 @@ def read_metadata(
         )
     authorization = authorization or None
     caller = "" if keys is None else keys.key(authorization, connection)
-    return CallerMetadata(request_id or new_request_id(), authorization, idempotency_key, caller)
+    return CallerMetadata(
+        request_id or new_request_id(), authorization, idempotency_key, caller, tuple(forwarded)
+    )
 
 
 def _sane(value: str, limit: int) -> bool:

@@ -34,6 +34,7 @@ from gateway.traffic.limits import CostTable, RateLimit
 from gateway.traffic.retry import RetryPolicy
 from gateway.traffic.settings import TrafficSettings
 from gateway.transcoding.headers import AuthMode, CredentialPolicy, UpstreamHeaders
+from gateway.transcoding.passthrough import Passthrough, name_problems
 from gateway.upstream.settings import UpstreamSettings
 
 
@@ -77,6 +78,9 @@ class GatewayConfig:
     caller_identity: CallerSource = "credential"
     caller_max_streams: int = 32
     digest_salt: str | None = field(default=None, repr=False)
+    forward_metadata: tuple[str, ...] = ()
+    return_headers: tuple[str, ...] = ()
+    allow_sensitive_headers: tuple[str, ...] = ()
     method_costs: tuple[tuple[str, float], ...] = ()
     upstream_queue: int = 128
     redis_url: str | None = field(default=None, repr=False)
@@ -153,7 +157,9 @@ class GatewayConfig:
 
     def upstream_headers(self) -> UpstreamHeaders:
         return UpstreamHeaders(
-            CredentialPolicy(self.auth_mode, self.upstream_api_key), self.idempotency_keys
+            CredentialPolicy(self.auth_mode, self.upstream_api_key),
+            self.idempotency_keys,
+            Passthrough(frozenset(self.forward_metadata), self.return_headers),
         )
 
     def stream_settings(self) -> StreamSettings:
@@ -264,6 +270,9 @@ def _caller_checks(config: GatewayConfig) -> list[str]:
         )
     if config.digest_salt is not None and len(config.digest_salt) < 16:
         problems.append("GATEWAY_DIGEST_SALT must be at least 16 characters")
+    sensitive = config.allow_sensitive_headers
+    problems += name_problems("GATEWAY_FORWARD_METADATA", config.forward_metadata, sensitive)
+    problems += name_problems("GATEWAY_RETURN_HEADERS", config.return_headers, sensitive)
     return problems
 
 

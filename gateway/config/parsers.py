@@ -144,6 +144,11 @@ def path_list(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
+def header_names(text: str) -> tuple[str, ...]:
+    """Comma-separated header names, in lower case (checked by the config's cross-checks)."""
+    return tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
+
+
 def pem_file(text: str) -> str:
     """A readable file holding at least one PEM block; its path."""
     path = text.strip()

@@ -15,6 +15,7 @@ from gateway.config.parsers import (
     boolean,
     choice,
     costs,
+    header_names,
     non_negative_float,
     non_negative_int,
     optional_host_port,
@@ -286,6 +287,30 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "the same in every replica (default: derived from GATEWAY_UPSTREAM_API_KEY, or "
         "random per start without Redis)",
         secret=True,
+    ),
+    Setting(
+        "forward_metadata",
+        "GATEWAY_FORWARD_METADATA",
+        "--forward-metadata",
+        header_names,
+        "comma-separated caller metadata names copied onto the upstream requests of a call "
+        "(e.g. x-tenant-id)",
+    ),
+    Setting(
+        "return_headers",
+        "GATEWAY_RETURN_HEADERS",
+        "--return-headers",
+        header_names,
+        "comma-separated upstream answer headers copied into the response metadata of "
+        "unary calls and streams",
+    ),
+    Setting(
+        "allow_sensitive_headers",
+        "GATEWAY_ALLOW_SENSITIVE_HEADERS",
+        "--allow-sensitive-headers",
+        header_names,
+        "credential-bearing headers (cookie, set-cookie, x-api-key, …) that the two lists "
+        "above may name",
     ),
     Setting(
         "method_costs",

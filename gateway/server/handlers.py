@@ -55,6 +55,9 @@ class Handlers:
         self.telemetry = telemetry
         self.keys = keys
         self.client_certificates = client_certificates
+        passthrough = unary.headers.passthrough
+        self.forward = passthrough.forward
+        self.returning = bool(passthrough.returned)
 
     def method_handler(self, route: Route) -> grpc.RpcMethodHandler[Any, Any]:
         deserialize = _lenient(route.request_codec.cls)
@@ -74,18 +77,24 @@ class Handlers:
     def _unary(self, route: Route) -> Callable[[Request, Context], Awaitable[Message]]:
         unary, telemetry, keys = self.unary, self.telemetry, self.keys
         connection = _connection_facts(self.client_certificates)
+        forward, returning = self.forward, self.returning
         rpc = RpcTelemetry(telemetry, route.full_method, server_streaming=False)
 
         async def handle(request: Request, context: Context) -> Message:
             metadata = context.invocation_metadata()
             call = rpc.begin(metadata)
             try:
-                caller = read_metadata(metadata, keys, lambda: connection(context))
+                caller = read_metadata(metadata, keys, lambda: connection(context), forward)
                 call.request_id = caller.request_id
                 context.set_trailing_metadata((("x-request-id", caller.request_id),))
                 if isinstance(request, Undecodable):
                     raise request.error
-                response = await unary.call(route, request, caller, context.time_remaining(), call)
+                returned: list[tuple[str, str]] | None = [] if returning else None
+                response = await unary.call(
+                    route, request, caller, context.time_remaining(), call, returned
+                )
+                if returned:
+                    await context.send_initial_metadata(returned)
                 call.code = grpc.StatusCode.OK
                 return response
             except Exception as exc:  # the boundary: every failure becomes a status
@@ -99,23 +108,37 @@ class Handlers:
     def _streaming(self, route: Route) -> Callable[[Request, Context], AsyncIterator[Message]]:
         relay, watches, telemetry, keys = self.relay, self.watches, self.telemetry, self.keys
         connection = _connection_facts(self.client_certificates)
+        forward = self.forward
+        # The answer's headers are known once the stream is open: the response's header
+        # metadata then waits for them (watches share their polls, and return none).
+        returning = self.returning and route.sse is not None
         rpc = RpcTelemetry(telemetry, route.full_method, server_streaming=True)
 
         async def handle(request: Request, context: Context) -> AsyncIterator[Message]:
             metadata = context.invocation_metadata()
             call = rpc.begin(metadata)
             try:
-                caller = read_metadata(metadata, keys, lambda: connection(context))
+                caller = read_metadata(metadata, keys, lambda: connection(context), forward)
                 call.request_id = caller.request_id
                 if isinstance(request, Undecodable):
                     raise request.error
-                await context.send_initial_metadata((("x-request-id", caller.request_id),))
+                request_id = (("x-request-id", caller.request_id),)
+                returned: list[tuple[str, str]] | None = [] if returning else None
+                if returned is None:
+                    await context.send_initial_metadata(request_id)
+                else:
+                    context.set_trailing_metadata(request_id)
                 if route.sse is not None:
-                    messages = relay.relay(route, request, caller, context.time_remaining(), call)
+                    messages = relay.relay(
+                        route, request, caller, context.time_remaining(), call, returned
+                    )
                 else:
                     messages = watches.watch(route, request, caller, call)
                 async with contextlib.aclosing(messages):
                     async for message in messages:
+                        if returned is not None:
+                            await context.send_initial_metadata((*request_id, *returned))
+                            returned = None
                         call.sent()
                         yield message
                 call.code = grpc.StatusCode.OK

@@ -91,8 +91,11 @@ class SseRelay:
         caller: CallerMetadata,
         time_remaining: float | None,
         trace: CallTrace | None = None,
+        returned: list[tuple[str, str]] | None = None,
     ) -> AsyncGenerator[Message, None]:
-        """The call's messages; ``trace`` learns how many events were relayed."""
+        """The call's messages; ``trace`` learns how many events were relayed, and
+        ``returned`` (when given) the answer's headers that GATEWAY_RETURN_HEADERS names,
+        before the first message."""
         spec = route.sse
         assert spec is not None
         headers = self.headers.for_call(route.http_method, route.has_body, caller)
@@ -106,7 +109,9 @@ class SseRelay:
         with self.traffic.open_streams.hold(caller.caller, "stream"):
             try:
                 while True:
-                    attempt = self._attempt(upstream_request, state, caller, deadline, trace)
+                    attempt = self._attempt(
+                        upstream_request, state, caller, deadline, trace, returned
+                    )
                     try:
                         async with contextlib.aclosing(attempt) as messages:
                             async for message in messages:
@@ -139,6 +144,7 @@ class SseRelay:
         caller: CallerMetadata,
         deadline: float | None,
         trace: CallTrace | None,
+        returned: list[tuple[str, str]] | None,
     ) -> AsyncGenerator[Message, None]:
         """One opening of the stream and what it relays."""
         if self._draining:
@@ -157,6 +163,8 @@ class SseRelay:
         ) as stream:
             if self._draining:
                 raise draining("stream")
+            if returned is not None:
+                returned[:] = self.headers.passthrough.returned_from(stream.headers)
             self._live[state] = stream
             try:
                 if _EVENT_STREAM not in stream.content_type:

@@ -258,8 +258,12 @@ class WatchHub:
         with self.traffic.open_streams.hold(caller.caller, "watch"):
             headers = self.headers.for_call(route.http_method, False, caller)
             path = route.build(request, headers).path
-            credential = headers.get("Authorization", "")
-            key = (route.full_method, path, credential_digest(credential) if credential else "")
+            # Watchers share a poller only when its requests would be the same: the same
+            # credential and the same forwarded metadata.
+            sent = headers.get("Authorization", "")
+            if caller.forward:
+                sent += "".join(f"\n{name}: {value}" for name, value in caller.forward)
+            key = (route.full_method, path, credential_digest(sent) if sent else "")
             poller = self._pollers.get(key)
             if poller is None:
                 parent = trace.detached() if trace is not None else None

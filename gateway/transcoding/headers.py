@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from gateway.call import CallerMetadata, namespaced_idempotency_key
+from gateway.transcoding.passthrough import Passthrough
 
 AuthMode = Literal["passthrough", "service", "passthrough-or-service"]
 AUTH_MODES: Final = ("passthrough", "service", "passthrough-or-service")
@@ -51,6 +52,7 @@ class UpstreamHeaders:
 
     credentials: CredentialPolicy = field(default_factory=CredentialPolicy)
     generate_idempotency_keys: bool = True
+    passthrough: Passthrough = field(default_factory=Passthrough)
 
     def for_call(self, method: str, has_body: bool, caller: CallerMetadata) -> dict[str, str]:
         headers = {"X-Request-ID": caller.request_id}
@@ -67,4 +69,6 @@ class UpstreamHeaders:
             key = namespaced_idempotency_key(caller.caller, key)
         if key and method in ("POST", "PATCH"):
             headers["Idempotency-Key"] = key
+        if caller.forward:
+            headers.update(caller.forward)
         return headers

@@ -45,7 +45,10 @@ class UnaryTranscoder:
         caller: CallerMetadata,
         time_remaining: float | None,
         trace: CallTrace | None = None,
+        returned: list[tuple[str, str]] | None = None,
     ) -> Message:
+        """The call's response; ``returned`` (when given) receives the answer's headers
+        that GATEWAY_RETURN_HEADERS names."""
         traffic = self.traffic
         timeout = self.default_timeout if time_remaining is None else time_remaining
         deadline = traffic.deadline(timeout)
@@ -62,6 +65,8 @@ class UnaryTranscoder:
             trace=trace,
         )
         response = decode_answer(route, answer, request)
+        if returned is not None:
+            returned.extend(self.headers.passthrough.returned_from(answer.headers))
         if update is not None:
             update.check_applied(request, response, answer.host, route.route_template)
         return response
