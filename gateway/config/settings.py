@@ -339,7 +339,8 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "GATEWAY_REPLICAS",
         "--replicas",
         positive_int,
-        "gateway processes sharing the quota; while Redis is unreachable each admits 1/N",
+        "gateway processes sharing the quota, a first guess only: with Redis each process "
+        "counts the live ones; while Redis is unreachable each admits 1/N of the last count",
     ),
     Setting(
         "retry_max_attempts",

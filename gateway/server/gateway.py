@@ -139,6 +139,7 @@ class Gateway:
         if self.state is not State.NEW:
             return self.port
         self.telemetry.start()
+        self.traffic.start()
         await self.unary_client.start()
         await self.stream_client.start()
         if self.config.check_upstream != "off":

@@ -232,6 +232,11 @@ class TrafficControl:
                 admission.failed(error)
             raise
 
+    def start(self) -> None:
+        """Begin the shared limiter's upkeep (membership, idle connections), if any."""
+        if isinstance(self.limiter, RedisLimiter):
+            self.limiter.start()
+
     async def close(self) -> None:
         if isinstance(self.limiter, RedisLimiter):
             await self.limiter.aclose()

@@ -223,6 +223,25 @@ class LocalLimiter:
         self._callers: OrderedDict[str, Gcra] = OrderedDict()
         self._overflow: Gcra | None = None
 
+    def set_limits(self, global_limit: RateLimit | None, caller_limit: RateLimit | None) -> None:
+        """New limits for the buckets (a share that changed); the buckets keep their state.
+        A bucket switched on or off here starts full or is dropped."""
+        self.global_limit, self.caller_limit = global_limit, caller_limit
+        if global_limit is None:
+            self._global = None
+        elif self._global is None:
+            self._global = Gcra(global_limit)
+        else:
+            self._global.limit = global_limit
+        if caller_limit is None:
+            self._callers.clear()
+            self._overflow = None
+            return
+        for bucket in self._callers.values():
+            bucket.limit = caller_limit
+        if self._overflow is not None:
+            self._overflow.limit = caller_limit
+
     @property
     def callers(self) -> int:
         """Caller buckets currently kept."""

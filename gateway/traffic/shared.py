@@ -18,8 +18,13 @@ When Redis is unreachable
 -------------------------
 The limiter **fails open, but bounded**: it admits through a local fallback limiter that
 holds this process's *share* of each quota (rate and burst divided by the number of gateway
-processes, ``replicas``), so the fleet as a whole stays within the quota it would have had
-with Redis. It never admits without a limit and never stalls calls on a dead Redis:
+processes), so the fleet as a whole stays within the quota it would have had with Redis.
+The number of processes is not set by hand: every process registers itself in Redis
+(``…:{rl}:members``, a sorted set of member ids scored by when they expire) every
+``heartbeat`` seconds and learns how many are alive, so the share follows an autoscaler;
+while Redis is unreachable the last count seen holds (``replicas`` is only the guess before
+Redis is first reached). It never admits without a limit and never stalls calls on a dead
+Redis:
 
 * every Redis call is bounded by ``timeout`` (default 100 ms; a stopped or partitioned Redis
   costs a call at most that once);
@@ -47,6 +52,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -129,6 +135,18 @@ end
 return out
 """
 
+# KEYS[1]: the members. ARGV[1]: this member's id; ARGV[2]: how long its registration
+# lasts in milliseconds. Registers the member, forgets the expired ones, returns the count.
+MEMBERS_SCRIPT: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('PEXPIRE', KEYS[1], ttl)
+return redis.call('ZCARD', KEYS[1])
+"""
+
 # KEYS: the buckets. ARGV: per key, the TAT this reservation set and the one before it.
 # A reservation is given back only where no later one was made on top of it.
 REFUND_SCRIPT: Final = """
@@ -183,6 +201,8 @@ class RedisLimiter:
         timeout: float = 0.1,
         retry_interval: float = 1.0,
         idle_timeout: float = 30.0,
+        heartbeat: float = 5.0,
+        replicas: int = 1,
     ) -> None:
         self.client = client
         self.clock = clock
@@ -193,6 +213,10 @@ class RedisLimiter:
         self.timeout = timeout
         self.retry_interval = retry_interval
         self.idle_timeout = idle_timeout
+        self.heartbeat = heartbeat
+        self.members = replicas
+        """Live gateway processes sharing the quota (the last count Redis gave)."""
+        self.member_id = os.urandom(12).hex()
         self.stats = RedisLimiterStats()
         self._reaper: asyncio.Task[None] | None = None
         self._down = False
@@ -201,7 +225,7 @@ class RedisLimiter:
         self._background: set[asyncio.Task[None]] = set()
         self._shas = {
             script: hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
-            for script in (GCRA_SCRIPT, REFUND_SCRIPT)
+            for script in (GCRA_SCRIPT, REFUND_SCRIPT, MEMBERS_SCRIPT)
         }
 
     async def acquire(self, key: str, cost: float, deadline: float | None) -> None:
@@ -209,7 +233,7 @@ class RedisLimiter:
         if not buckets:
             return
         if self._reaper is None:
-            self._reaper = asyncio.ensure_future(self._close_idle_now_and_then())
+            self.start()
         if not self._may_ask_redis(self.clock.monotonic()):
             self.stats.fallback_calls += 1
             await self.fallback.acquire(key, cost, deadline)
@@ -267,19 +291,52 @@ class RedisLimiter:
             ]
         return await self._run(GCRA_SCRIPT, [bucket.key for bucket in buckets], args)
 
+    def start(self) -> None:
+        """Begin the upkeep: register this process among the members every ``heartbeat``
+        seconds (and at once), close idle connections every ``idle_timeout`` seconds."""
+        if self._reaper is None:
+            self._reaper = asyncio.ensure_future(self._upkeep())
+
     async def aclose(self) -> None:
-        """Finish pending refunds and close the Redis connections (safe to call twice)."""
+        """Leave the members, finish pending refunds and close the Redis connections
+        (safe to call twice)."""
         if self._reaper is not None:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(self.timeout):
+                    await self.client.zrem(self._members_key, self.member_id)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.client.aclose()
 
-    async def _close_idle_now_and_then(self) -> None:
+    @property
+    def _members_key(self) -> str:
+        return self.prefix + "members"
+
+    async def _upkeep(self) -> None:
+        idle_since = self.clock.monotonic()
         while True:
-            await self.clock.sleep(self.idle_timeout)
-            await self._close_idle()
+            await self._register()
+            await self.clock.sleep(self.heartbeat)
+            if self.clock.monotonic() - idle_since >= self.idle_timeout:
+                await self._close_idle()
+                idle_since = self.clock.monotonic()
+
+    async def _register(self) -> None:
+        """Count the live members and give the fallback this process's share."""
+        ttl = _micros(3 * self.heartbeat) // 1000
+        try:
+            count = int(await self._run(MEMBERS_SCRIPT, [self._members_key], [self.member_id, ttl]))
+        except (RedisError, OSError, TimeoutError):
+            return  # the last count holds while Redis is away
+        if count >= 1 and count != self.members:
+            self.members = count
+            if isinstance(self.fallback, LocalLimiter):
+                self.fallback.set_limits(
+                    None if self.global_limit is None else self.global_limit.share(count),
+                    None if self.caller_limit is None else self.caller_limit.share(count),
+                )
 
     async def _close_idle(self) -> None:
         """Close the pool's idle connections (the pool makes new ones when needed)."""
@@ -391,7 +448,8 @@ def shared_limiter(
     retry_interval: float = 1.0,
     max_callers: int = 10_000,
 ) -> RedisLimiter:
-    """A Redis limiter whose fallback holds 1/``replicas`` of each quota."""
+    """A Redis limiter whose fallback holds 1/``replicas`` of each quota until Redis tells
+    how many processes are alive (then 1/that)."""
     fallback = LocalLimiter(
         clock,
         None if global_limit is None else global_limit.share(replicas),
@@ -407,4 +465,5 @@ def shared_limiter(
         namespace=namespace,
         timeout=timeout,
         retry_interval=retry_interval,
+        replicas=replicas,
     )

@@ -8,7 +8,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.synchronize import Barrier
 
@@ -47,6 +47,13 @@ def limiter_for(
         replicas=replicas,
         retry_interval=1.0,
     )
+
+
+async def _until(check: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.01)
 
 
 async def admitted_now(limiter: RedisLimiter, key: str = "") -> bool:
@@ -276,8 +283,14 @@ async def test_redis_down_falls_back_to_this_process_share_then_recovers(
 ) -> None:
     caplog.set_level(logging.INFO, logger="gateway.redis_limits")
     clock = FakeClock(start=0.0)
-    limiter = limiter_for(redis_server, RateLimit(rate=100, burst=20), replicas=4, clock=clock)
+    limiter = limiter_for(redis_server, RateLimit(rate=100, burst=20), clock=clock)
     try:
+        # three other live gateway processes share the quota with this one
+        seconds_ahead = (await limiter.client.time())[0] + 3600
+        members = {f"other-{n}": seconds_ahead * 1000 for n in range(3)}
+        await limiter.client.zadd("gagiteck-gateway:{rl}:members", members)
+        limiter.start()
+        await _until(lambda: limiter.members == 4)
         assert await admitted_now(limiter)
         redis_server.stop()
         # 50 simulated seconds of 4x the whole quota offered to this one process
@@ -375,13 +388,14 @@ async def test_the_redis_pool_is_bounded_shrinks_and_drops_dead_sockets(
         global_limit=RateLimit(1e6, 1e6),
         retry_interval=0.2,
         idle_timeout=0.5,
+        heartbeat=0.1,
     )
     try:
         await asyncio.gather(*(limiter.acquire("", 1, None) for _ in range(200)))
         peak = _sockets_to(redis_server.port)
         assert 1 <= peak <= 4  # bounded
         await asyncio.sleep(0.8)
-        assert _sockets_to(redis_server.port) == 0  # idle ones closed
+        assert _sockets_to(redis_server.port) <= 1  # idle ones closed (one heartbeats)
         await asyncio.gather(*(limiter.acquire("", 1, None) for _ in range(200)))
         before = _sockets_to(redis_server.port)
         redis_server.stop()
@@ -399,3 +413,34 @@ async def test_the_redis_pool_is_bounded_shrinks_and_drops_dead_sockets(
     finally:
         await limiter.aclose()
     assert _sockets_to(redis_server.port) == 0
+
+
+@pytest.mark.asyncio
+async def test_the_outage_share_follows_the_live_members(redis_server: RedisServer) -> None:
+    """Issue 13: the share while Redis is away came from a hand-set replica count."""
+    limit = RateLimit(rate=120, burst=12)
+
+    def member() -> RedisLimiter:
+        limiter = shared_limiter(redis_server.url, MonotonicClock(), limit, None, replicas=1)
+        limiter.heartbeat = 0.05
+        return limiter
+
+    limiters = [member() for _ in range(3)]
+    try:
+        for limiter in limiters:
+            limiter.start()
+        await asyncio.sleep(0.3)  # a few heartbeats: each has seen all three
+        assert [limiter.members for limiter in limiters] == [3, 3, 3]
+        fallback = limiters[0].fallback
+        assert isinstance(fallback, LocalLimiter)
+        assert fallback.global_limit == limit.share(3)
+        await limiters[2].aclose()  # one leaves: the others' share grows
+        await asyncio.sleep(0.3)
+        assert [limiter.members for limiter in limiters[:2]] == [2, 2]
+        assert fallback.global_limit == limit.share(2)
+        redis_server.stop()  # Redis gone: the last count holds
+        await asyncio.sleep(0.3)
+        assert limiters[0].members == 2
+    finally:
+        for limiter in limiters[:2]:
+            await limiter.aclose()
