@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from gateway.cli.serve import run_emulator, run_loop, serve
-from gateway.config.gateway import load_config
+from gateway.config.gateway import load_config, unknown_variables
 from gateway.config.parsers import ConfigError
 from gateway.config.settings import EMULATOR_DIALECTS, SETTINGS
 from gateway.telemetry.logs import setup_logging
 from gateway.transcoding.drift import UpstreamDrift
 from gateway.transcoding.templates import RouteError
 from gateway.version import __version__
+
+log = logging.getLogger("gateway.config")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides = {s.name: getattr(args, s.name) for s in SETTINGS}
             config = load_config(os.environ, overrides)
             setup_logging(config.log_level, config.log_format, config.redactor())
+            for warning in unknown_variables(os.environ):
+                log.warning(warning)
             if config.workers > 1:
                 from gateway.cli.workers import run_workers
 

@@ -51,6 +51,7 @@ async def upstream_for(config: GatewayConfig) -> AsyncIterator[str]:
         stream_delay_seconds=0.03,
         step_delay_seconds=0.4,
         dialect=config.emulator_dialect,
+        max_body_bytes=config.max_body_bytes,  # whatever the gateway sends, it accepts
     )
     async with running_emulator(paced, "127.0.0.1", 0) as emulator:
         yield emulator.url

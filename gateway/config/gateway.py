@@ -9,6 +9,7 @@ parts together without repacking values.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import hmac
 import ipaddress
@@ -214,6 +215,23 @@ def load_config(
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return config
+
+
+INTERNAL_VARIABLES: Final = frozenset({"GATEWAY_WORKER_INDEX"})
+"""``GATEWAY_*`` variables the gateway sets for itself (a worker's number)."""
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """A warning for each ``GATEWAY_*`` variable no setting reads, with the setting it
+    most likely means: a misspelt variable would otherwise be ignored in silence."""
+    known = {setting.env for setting in SETTINGS} | INTERNAL_VARIABLES
+    warnings = []
+    for name in sorted(env):
+        if name.startswith("GATEWAY_") and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            warnings.append(f"{name} is not a setting of the gateway and is ignored{hint}")
+    return warnings
 
 
 def _cross_checks(config: GatewayConfig) -> list[str]:

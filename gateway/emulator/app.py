@@ -48,7 +48,7 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     """The emulator as an aiohttp application (not yet started)."""
     config = config or EmulatorConfig()
     routes = DEPLOYED_ROUTES if config.dialect == "deployed" else ROUTES
-    app = web.Application(middlewares=MIDDLEWARES)
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=config.max_body_bytes)
     app[STATE_KEY] = EmulatorState(config)
     app[ROUTES_KEY] = _check_routes(routes)
     for route in routes:

@@ -138,6 +138,8 @@ class EmulatorConfig:
     timestamp_style: TimestampStyle = "naive"
     outbound_timeout_seconds: float = 5.0
     request_log_size: int = 500
+    max_body_bytes: int = 1024 * 1024
+    """The largest request body accepted (the embedded emulator takes the gateway's)."""
     faults: Faults = field(default_factory=Faults)
     dialect: Dialect = "reference"
 
@@ -155,6 +157,7 @@ class EmulatorConfig:
         _require(self.heartbeat_seconds > 0, "heartbeat_seconds must be > 0")
         _require(self.timestamp_style in ("naive", "z"), "timestamp_style must be 'naive' or 'z'")
         _require(self.request_log_size >= 1, "request_log_size must be >= 1")
+        _require(self.max_body_bytes >= 1024, "max_body_bytes must be >= 1024")
         _require(isinstance(self.faults, Faults), "faults must be a Faults instance")
         _require(self.dialect in DIALECTS, "dialect must be 'reference' or 'deployed'")
 

@@ -6,7 +6,7 @@ import importlib
 import pkgutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, cast
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
@@ -56,8 +56,10 @@ def descriptor_set_services(paths: Iterable[str]) -> list[ServiceDescriptor]:
 def enable_reflection(server: grpc.aio.Server, names: list[str]) -> None:
     """Serve reflection v1alpha and v1 (whose messages are wire-identical) for ``names``."""
     names = [*names, reflection.SERVICE_NAME, REFLECTION_V1]
-    reflection.enable_server_reflection(names, server)
-    servicer = reflection.aio.ReflectionServicer(names)
+    # duck-typed: the servicer calls only the pool's Find* methods
+    pool = cast(descriptor_pool.DescriptorPool, MethodAwarePool(descriptor_pool.Default()))
+    reflection.enable_server_reflection(names, server, pool=pool)
+    servicer = reflection.aio.ReflectionServicer(names, pool=pool)
     handler = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
@@ -66,3 +68,27 @@ def enable_reflection(server: grpc.aio.Server, names: list[str]) -> None:
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": handler}),)
     )
+
+
+class MethodAwarePool:
+    """A descriptor pool that also finds the file of a method (``pkg.Service.Method``), as
+    ``grpcurl describe`` asks for it; the Python pool knows services, not their methods."""
+
+    def __init__(self, pool: descriptor_pool.DescriptorPool) -> None:
+        self._pool = pool
+
+    def FindFileContainingSymbol(self, symbol: str) -> Any:
+        try:
+            return self._pool.FindFileContainingSymbol(symbol)
+        except KeyError:
+            service_name, _, method = symbol.rpartition(".")
+            try:
+                service = self._pool.FindServiceByName(service_name)
+            except KeyError:
+                raise KeyError(symbol) from None
+            if method not in service.methods_by_name:
+                raise KeyError(symbol) from None
+            return service.file
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)

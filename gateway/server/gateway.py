@@ -29,7 +29,7 @@ from gateway.server.descriptors import (
     descriptor_set_services,
     enable_reflection,
 )
-from gateway.server.handlers import Handlers
+from gateway.server.handlers import Handlers, UnknownMethods
 from gateway.server.tls import CertificateFiles
 from gateway.server.upstream_check import check_upstream
 from gateway.streaming.relay import SseRelay
@@ -99,6 +99,7 @@ class Gateway:
             self.telemetry,
             config.caller_keys(),
             client_certificates=config.tls_client_ca is not None,
+            max_message_bytes=config.max_message_bytes,
         )
         self.admin = self._admin_server()
         self.health = health.aio.HealthServicer()
@@ -151,7 +152,10 @@ class Gateway:
                 raise
         server = grpc.aio.server(
             options=[
-                ("grpc.max_receive_message_length", self.config.max_message_bytes),
+                # Twice the limit, so that the handlers see a message a little too large
+                # and refuse it themselves, with details, an access line and the metrics
+                # (handlers.py); beyond that gRPC refuses it unread.
+                ("grpc.max_receive_message_length", 2 * self.config.max_message_bytes),
                 ("grpc.max_send_message_length", self.config.max_message_bytes),
                 ("grpc.so_reuseport", 1 if self.config.workers > 1 else 0),
                 # The channelz service is not served, so its per-call accounting in the
@@ -258,6 +262,8 @@ class Gateway:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         enable_reflection(server, [*by_service, health.SERVICE_NAME])
+        # Last: it answers every method the handlers above do not have.
+        server.add_generic_rpc_handlers((UnknownMethods(self.telemetry),))
 
     async def _set_health(self, status: int) -> None:
         await self.health.set("", status)

@@ -13,14 +13,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import grpc
 from google.protobuf.message import Message
 
 from gateway.call import CallerKeys, read_metadata, request_id_of
 from gateway.error_body import FieldViolation
-from gateway.errors import InvalidRequest
+from gateway.errors import FailureReason, GatewayError, InvalidRequest, Refused
 from gateway.server.tls import client_identity
 from gateway.status import to_status
 from gateway.streaming.relay import SseRelay
@@ -48,6 +48,7 @@ class Handlers:
         telemetry: Telemetry,
         keys: CallerKeys,
         client_certificates: bool = False,
+        max_message_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.unary = unary
         self.relay = relay
@@ -55,12 +56,13 @@ class Handlers:
         self.telemetry = telemetry
         self.keys = keys
         self.client_certificates = client_certificates
+        self.max_message_bytes = max_message_bytes
         passthrough = unary.headers.passthrough
         self.forward = passthrough.forward
         self.returning = bool(passthrough.returned)
 
     def method_handler(self, route: Route) -> grpc.RpcMethodHandler[Any, Any]:
-        deserialize = _lenient(route.request_codec.cls)
+        deserialize = _lenient(route.request_codec.cls, self.max_message_bytes)
         serialize: Callable[[Message], bytes] = route.response_codec.cls.SerializeToString
         if route.server_streaming:
             return grpc.unary_stream_rpc_method_handler(
@@ -162,21 +164,32 @@ def _connection_facts(
 
 
 class Undecodable:
-    """What the deserializer hands the handler for request bytes that are not a message,
-    so that the refusal goes through the handler's boundary (INVALID_ARGUMENT with
-    details, an access line) instead of failing inside gRPC as UNKNOWN."""
+    """What the deserializer hands the handler for request bytes it refuses (not a
+    message, or larger than the limit), so that the refusal goes through the handler's
+    boundary (a status with details, an access line, the metrics) instead of failing
+    inside gRPC as UNKNOWN or without a trace."""
 
     __slots__ = ("error",)
 
-    def __init__(self, error: InvalidRequest) -> None:
+    def __init__(self, error: GatewayError) -> None:
         self.error = error
 
 
-def _lenient(cls: type[Message]) -> Callable[[bytes], Any]:
+def _lenient(cls: type[Message], limit: int) -> Callable[[bytes], Any]:
     name = cls.DESCRIPTOR.full_name
     parse = cls.FromString
 
     def deserialize(data: bytes) -> Any:
+        if len(data) > limit:
+            return Undecodable(
+                Refused(
+                    f"the request is {len(data)} bytes, more than the {limit} a message may be "
+                    "(GATEWAY_MAX_MESSAGE_BYTES)",
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    FailureReason.MESSAGE_TOO_LARGE,
+                    metadata={"limit": str(limit), "size": str(len(data))},
+                )
+            )
         try:
             return parse(data)
         except Exception as exc:  # DecodeError, or a RecursionError on deep nesting
@@ -186,9 +199,54 @@ def _lenient(cls: type[Message]) -> Callable[[bytes], Any]:
     return deserialize
 
 
+UNKNOWN_METHOD_LABEL: Final = "/unknown/unknown"
+"""How calls of methods the gateway does not serve appear in metrics and spans."""
+MAX_METHOD_SHOWN: Final = 200
+
+
+class UnknownMethods(grpc.GenericRpcHandler):
+    """Answers a method no service of the gateway has — registered last, so it sees only
+    those — with UNIMPLEMENTED and details, an access line and the metrics (under one
+    label: a caller's made-up names must not each make a series)."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method = str(handler_call_details.method)[:MAX_METHOD_SHOWN]
+        shown = "".join(ch if " " < ch <= "~" else "?" for ch in method)
+        rpc = RpcTelemetry(self.telemetry, shown or "/?/?", False, UNKNOWN_METHOD_LABEL)
+        telemetry = self.telemetry
+
+        async def refuse(requests: AsyncIterator[bytes], context: Context) -> AsyncIterator[bytes]:
+            call = rpc.begin(context.invocation_metadata())
+            error = Refused(
+                f"the gateway serves no method {shown}",
+                grpc.StatusCode.UNIMPLEMENTED,
+                FailureReason.UNKNOWN_METHOD,
+                metadata={"method": shown},
+            )
+            try:
+                await _abort_call(context, error, call, telemetry)
+            finally:
+                call.end(context.time_remaining())
+            yield b""  # never reached: abort raises
+
+        return grpc.stream_stream_rpc_method_handler(refuse)
+
+
 async def _abort(
     context: Context, exc: Exception, call: ServerCall, route: Route, telemetry: Telemetry
 ) -> None:
+    await _abort_call(context, exc, call, telemetry, route.full_method)
+
+
+async def _abort_call(
+    context: Context, exc: Exception, call: ServerCall, telemetry: Telemetry, method: str = ""
+) -> None:
+    """End the call with the status ``exc`` stands for: the one way out of every handler."""
     request_id = call.request_id or request_id_of(context.invocation_metadata())
     call.request_id = request_id
     status = redact_status(to_status(exc, request_id), telemetry.redact)
@@ -196,7 +254,7 @@ async def _abort(
     if status.code is grpc.StatusCode.INTERNAL and not hasattr(exc, "reason"):
         log.error(
             "unexpected failure in %s (request id %s)",
-            route.full_method,
+            method or call.rpc.name,
             request_id,
             exc_info=exc,
         )

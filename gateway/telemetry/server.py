@@ -55,6 +55,7 @@ class RpcTelemetry:
         "attributes",
         "in_flight",
         "kind",
+        "label",
         "messages",
         "method",
         "name",
@@ -63,10 +64,20 @@ class RpcTelemetry:
         "telemetry",
     )
 
-    def __init__(self, telemetry: Telemetry, full_method: str, server_streaming: bool) -> None:
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        full_method: str,
+        server_streaming: bool,
+        labelled_as: str | None = None,
+    ) -> None:
+        """``labelled_as``: the method named in metric labels and span attributes instead
+        of ``full_method`` (a method the caller made up must not make a series of its own;
+        the access line still names it)."""
         self.telemetry = telemetry
         self.name = full_method.lstrip("/")
-        self.service, self.method = self.name.rsplit("/", 1)
+        self.label = (labelled_as or self.name).lstrip("/")
+        self.service, self.method = self.label.rsplit("/", 1)
         self.streaming = server_streaming
         self.kind = "server_stream" if server_streaming else "unary"
         self.attributes: Mapping[str, str] = {
@@ -115,7 +126,7 @@ class RpcTelemetry:
                 return call
         parent = telemetry.propagator.extract(carrier) if carrier else ROOT_CONTEXT
         span = tracer.start_span(
-            self.name, context=parent, kind=SpanKind.SERVER, attributes=self.attributes
+            self.label, context=parent, kind=SpanKind.SERVER, attributes=self.attributes
         )
         if head is not None:
             head.ids.pending = None  # used by now, or not meant for this span

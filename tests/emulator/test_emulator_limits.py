@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import time
 
 import aiohttp
@@ -74,7 +76,7 @@ async def test_window_limit_answers_429_with_retry_after() -> None:
             }
         headers = {"Authorization": "Bearer ggt_other_credential"}
         async with session.get(running.url + "/v1/agents", headers=headers) as response:
-            assert response.status == 401, "another credential has its own window"
+            assert response.status == 200, "another credential has its own window"
         assert running.state.stats.rate_limited == 1
 
 
@@ -134,3 +136,22 @@ def test_in_flight_ceiling() -> None:
     ceiling.release("k")
     assert ceiling.acquire("k")
     assert ceiling.in_flight("k") == 2
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(1024 * 1024, 413), (4 * 1024 * 1024, 201)])
+@pytest.mark.asyncio
+async def test_the_body_limit_is_configurable(limit: int, expected: int) -> None:
+    """Issue 13: the embedded emulator refused bodies above aiohttp's 1 MiB while the
+    gateway sent up to its own limit."""
+    config = EmulatorConfig(open_mode=True, max_body_bytes=limit)
+    body = {"name": "big", "system_prompt": "x" * (2 * 1024 * 1024)}
+    async with (
+        running_emulator(config) as emulator,
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{emulator.url}/v1/agents",
+            data=io.BytesIO(json.dumps(body).encode()),
+            headers={"Content-Type": "application/json"},
+        ) as reply,
+    ):
+        assert reply.status == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -190,3 +191,49 @@ async def test_drain_ends_streams_and_watches_at_once_with_unavailable() -> None
 async def _read_to_the_end(call: Any) -> None:
     while await call.read() is not grpc.aio.EOF:
         pass
+
+
+@pytest.mark.asyncio
+async def test_calls_refused_before_a_handler_leave_an_access_line_and_a_metric(
+    slow_upstream: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13: undecodable, oversized and unknown-method calls left no trace."""
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    async with serving_gateway(slow_upstream, max_message_bytes=2048) as running:
+        stub = agent_pb2_grpc.AgentServiceStub(running.channel)
+        with pytest.raises(grpc.aio.AioRpcError) as big:
+            await stub.RunAgent(agent_pb2.RunAgentRequest(agent_id="a", message="x" * 3000))
+        assert big.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert details_of(big.value)["ErrorInfo"].reason == "MESSAGE_TOO_LARGE"
+        unknown: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = running.channel.unary_unary(
+            "/gagiteck.v1.AgentService/Nope"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await unknown(b"", timeout=5)
+        assert missing.value.code() is grpc.StatusCode.UNIMPLEMENTED
+        assert details_of(missing.value)["ErrorInfo"].reason == "UNKNOWN_METHOD"
+        scraped = running.gateway.telemetry.metrics.render().decode()
+    lines = [(r.method, r.code) for r in caplog.records if r.name == "gateway.access"]  # type: ignore[attr-defined]
+    assert ("gagiteck.v1.AgentService/RunAgent", "RESOURCE_EXHAUSTED") in lines
+    assert ("gagiteck.v1.AgentService/Nope", "UNIMPLEMENTED") in lines
+    assert 'method="unknown"' in scraped
+    assert 'code="UNIMPLEMENTED"' in scraped
+
+
+@pytest.mark.asyncio
+async def test_reflection_finds_the_file_of_a_method(slow_upstream: str) -> None:
+    """Issue 13: `grpcurl describe gagiteck.v1.AgentService.RunAgent` said "Symbol not found"."""
+    async with serving_gateway(slow_upstream) as running:
+        call = running.channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+
+        async def requests() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+            for symbol in ("gagiteck.v1.AgentService.RunAgent", "gagiteck.v1.AgentService.Nope"):
+                yield reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
+
+        replies = [reply async for reply in call(requests(), timeout=5)]
+    assert replies[0].HasField("file_descriptor_response")
+    assert replies[1].HasField("error_response")

@@ -140,3 +140,32 @@ def test_thousands_of_violations_are_cut_and_say_so() -> None:
     infos[0].Unpack(info)
     assert info.metadata["details_truncated"] == "true"
     assert info.reason == "VALIDATION_FAILED"
+
+
+def _readme_errors() -> str:
+    from tests.support.paths import REPO
+
+    text = (REPO / "README.md").read_text()
+    return text[text.index("## Errors") : text.index("## Performance")]
+
+
+def test_the_readmes_status_table_is_the_code_table() -> None:
+    """Issue 13: the README's table left out 405, 408, 412, 413 and 416."""
+    from gateway.errors import _HTTP_TO_CODE
+
+    documented: dict[int, str] = {}
+    for line in _readme_errors().splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        numbers = cells[0].replace(" ", "").split(",")
+        if len(cells) >= 2 and all(number.isdigit() for number in numbers):
+            for number in numbers:
+                documented[int(number)] = cells[1]
+    assert set(documented) == set(_HTTP_TO_CODE) | {409}
+    for http_status, code in _HTTP_TO_CODE.items():
+        assert documented[http_status] == code.name, http_status
+
+
+def test_every_failure_reason_is_in_the_readme() -> None:
+    text = _readme_errors()
+    missing = [reason.value for reason in FailureReason if f"| `{reason.value}` |" not in text]
+    assert missing == []

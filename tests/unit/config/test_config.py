@@ -108,3 +108,19 @@ def test_caller_keys_agree_between_replicas_only_through_a_shared_secret() -> No
     )
     assert load_config(keyed).caller_keys().key("Bearer k") != one.key("Bearer k")
     assert "a-shared-secret" not in repr(load_config(salted))
+
+
+def test_a_misspelt_variable_is_warned_about_with_a_suggestion() -> None:
+    from gateway.config.gateway import unknown_variables
+
+    env = {
+        "GATEWAY_UPSTREAM_UR": "http://x",
+        "GATEWAY_LISTEN": "127.0.0.1:1",
+        "GATEWAY_SOMETHING_ELSE_ENTIRELY": "1",
+        "GATEWAY_WORKER_INDEX": "0",
+        "PATH": "/bin",
+    }
+    warnings = unknown_variables(env)
+    assert len(warnings) == 2
+    assert "did you mean GATEWAY_UPSTREAM_URL?" in warnings[1]
+    assert "GATEWAY_SOMETHING_ELSE_ENTIRELY is not a setting" in warnings[0]
