@@ -12,6 +12,14 @@ certificates from a client CA); each client runs a few checks (a unary call, a s
 health, grpcurl and grpc-health-probe for Go) with ``GATEWAY_INTEROP_TLS_CA``,
 ``GATEWAY_INTEROP_TLS_CERT`` and ``GATEWAY_INTEROP_TLS_KEY`` set, and shows that a client
 without a certificate is refused.
+
+Header allowlists: the plaintext gateway runs with ``GATEWAY_FORWARD_METADATA=x-tenant-id``
+and ``GATEWAY_RETURN_HEADERS=x-ratelimit-limit,x-ratelimit-remaining`` (headers the
+emulator sends on every answer), and the clients get ``GATEWAY_INTEROP_PASSTHROUGH=1`` to
+check them. The emulator's request log keeps no ``x-tenant-id``, so forwarding is shown
+against an upstream of the harness's own (:class:`EchoUpstream`) behind a third gateway,
+whose address the clients get as ``GATEWAY_INTEROP_ECHO_TARGET``; after the Go run the
+harness reads what reached that upstream.
 """
 
 from __future__ import annotations
@@ -22,8 +30,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +51,22 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+# While a gateway starts, its port refuses connections: reconnect every 0.2 s, not after
+# gRPC's default backoff (1 s growing 1.6 times), which can notice a gateway seconds late.
+FAST_RECONNECT = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 200),
+)
+
+
 def wait_serving(
     target: str, deadline: float, credentials: grpc.ChannelCredentials | None = None
 ) -> None:
     if credentials is None:
-        channel = grpc.insecure_channel(target)
+        channel = grpc.insecure_channel(target, FAST_RECONNECT)
     else:
-        channel = grpc.secure_channel(target, credentials)
+        channel = grpc.secure_channel(target, credentials, FAST_RECONNECT)
     with channel:
         stub: Any = health_pb2_grpc.HealthStub(channel)
         while True:
@@ -151,6 +170,71 @@ def make_pki(directory: Path) -> Pki:
 GO_MTLS_CHECKS = r"^(tls\..*|auth\.signup_login|agent\.create|stream\.agent_run_to_end)$"
 
 
+# The plaintext gateway's header allowlists: both returned headers are on every emulator answer.
+PASSTHROUGH = {
+    "GATEWAY_FORWARD_METADATA": "x-tenant-id",
+    "GATEWAY_RETURN_HEADERS": "x-ratelimit-limit,x-ratelimit-remaining",
+}
+ECHO_RETURNED = "x-tenant-seen"
+
+
+class _EchoHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the gateway's pool expects
+    PAGE = b'{"data": [], "total": 0, "limit": 1, "offset": 0}'
+
+    def do_GET(self) -> None:
+        assert isinstance(self.server, EchoUpstream)
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        self.server.seen.append(headers)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(self.PAGE)))
+        self.send_header(ECHO_RETURNED, headers.get("x-tenant-id", "(none)"))
+        self.end_headers()
+        self.wfile.write(self.PAGE)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class EchoUpstream(ThreadingHTTPServer):
+    """A stand-in REST upstream on a free loopback port: every GET answers an empty page
+    with ``x-tenant-seen`` set to the ``x-tenant-id`` it received; ``seen`` keeps each
+    request's headers (names in lower case)."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _EchoHandler)
+        self.seen: list[dict[str, str]] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def upstream_saw_tenants(echo: EchoUpstream) -> bool:
+    """What the Go client and grpcurl sent through the echo gateway, seen from its upstream:
+    their ``x-tenant-id`` arrived, metadata not on the allowlist did not."""
+    tenants = [headers.get("x-tenant-id", "") for headers in echo.seen]
+    results = {
+        "upstream.tenant_id_from_go": any(t.startswith("go-interop-") for t in tenants),
+        "upstream.tenant_id_from_grpcurl": any(t.startswith("grpcurl-interop-") for t in tenants),
+        "upstream.unlisted_metadata_left_out": bool(echo.seen)
+        and not any("x-interop-unlisted" in headers for headers in echo.seen),
+    }
+    for name, ok in results.items():
+        print(f"{'PASS' if ok else 'FAIL'} {name}" + ("" if ok else f": saw {tenants}"))
+    passed = sum(results.values())
+    print(f"upstream: {passed} passed, {len(results) - passed} failed", flush=True)
+    return passed == len(results)
+
+
 def start_gateway(target: str, **settings: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -158,9 +242,9 @@ def start_gateway(target: str, **settings: str) -> subprocess.Popen[bytes]:
         "GATEWAY_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
         "GATEWAY_LOG_LEVEL": "warning",
         "GATEWAY_SHUTDOWN_DELAY": "3",
-        **settings,
     }
     env.pop("GATEWAY_UPSTREAM_URL", None)
+    env.update(settings)
     return subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
     )
@@ -192,25 +276,43 @@ def main(argv: list[str]) -> int:
     clients = argv or list(CLIENTS)
     target = f"127.0.0.1:{free_port()}"
     mtls_target = f"127.0.0.1:{free_port()}"
+    echo_target = f"127.0.0.1:{free_port()}"
     scratch = tempfile.TemporaryDirectory(prefix="interop-tls-")
     pki = make_pki(Path(scratch.name))
-    gateway = start_gateway(target)
-    # Started now so that it comes up while the plaintext run goes on.
+    echo = EchoUpstream()
+    gateway = start_gateway(target, **PASSTHROUGH)
+    # Started now so that they come up while the plaintext run goes on.
     mtls_gateway = start_gateway(mtls_target, GATEWAY_SHUTDOWN_DELAY="0", **pki.gateway_env())
+    echo_gateway = start_gateway(
+        echo_target,
+        GATEWAY_SHUTDOWN_DELAY="0",
+        GATEWAY_UPSTREAM_URL=echo.url,
+        GATEWAY_FORWARD_METADATA="x-tenant-id",
+        GATEWAY_RETURN_HEADERS=ECHO_RETURNED,
+    )
+    env = {
+        **os.environ,
+        "GATEWAY_INTEROP_PASSTHROUGH": "1",
+        "GATEWAY_INTEROP_ECHO_TARGET": echo_target,
+    }
     failed: list[str] = []
     try:
         wait_serving(target, time.monotonic() + 30)
+        wait_serving(echo_target, time.monotonic() + 30)
         for client in clients:
             print(f"== interop: {client} client against {target}", flush=True)
-            code = subprocess.call(["bash", str(HERE / client / "run.sh"), target])
+            code = subprocess.call(["bash", str(HERE / client / "run.sh"), target], env=env)
             if code != 0:
                 failed.append(client)
+        if "go" in clients and not upstream_saw_tenants(echo):
+            failed.append("tenant forwarding")
         if PROBE.exists() and not probe_drain(gateway, target):
             failed.append("shutdown probe")
         failed += run_mtls(clients, mtls_target, pki)
     finally:
-        for running in (gateway, mtls_gateway):
+        for running in (gateway, mtls_gateway, echo_gateway):
             stop_gateway(running)
+        echo.close()
         scratch.cleanup()
     runs = 2 * len(clients)  # each client plaintext, then over mTLS
     print(f"interop: {runs} runs, failed: {', '.join(failed) or 'none'}")

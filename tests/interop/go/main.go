@@ -105,6 +105,7 @@ func main() {
 
 	all := append(tlsChecks(flag.Arg(0), files), unaryChecks()...)
 	all = append(all, streamingChecks()...)
+	all = append(all, passthroughChecks()...)
 	passed, failed := 0, 0
 	ok := map[string]bool{}
 	for _, c := range all {

@@ -10,7 +10,8 @@
 #    With the build tag `streaming` when generated/go has StreamAgentRun and WatchExecution;
 # 2. runs it: one `PASS name` / `FAIL name: why` line per check, then `N passed, N failed`;
 # 3. checks reflection, a JSON call and the health service with grpcurl and
-#    grpc-health-probe, then `tools: N passed, N failed`.
+#    grpc-health-probe (and, when the harness sets GATEWAY_INTEROP_PASSTHROUGH or
+#    GATEWAY_INTEROP_ECHO_TARGET, the header allowlists), then `tools: N passed, N failed`.
 # Exits 1 when any check of either part failed. tests/interop/harness.py starts the
 # gateway and calls this script: `.venv/bin/python tests/interop/harness.py go`.
 #
@@ -79,6 +80,15 @@ failed=0
 pass() { passed=$((passed + 1)); echo "PASS $1"; }
 fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
 one_line() { tr '\n' ' ' <<<"$1" | cut -c1-300; }
+# grpcurl -v ListAgents with x-tenant-id: $tenant against $1 (then grpcurl's transport
+# flags): the "Response headers received" block, or all the output when the call failed.
+response_headers() {
+    local target=$1 out
+    shift
+    out="$("$BIN/grpcurl" "$@" -connect-timeout 5 -max-time 10 -v -H "x-tenant-id: $tenant" \
+        -d '{"limit":1}' "$target" gagiteck.v1.AgentService/ListAgents 2>&1)" || { echo "$out"; return 1; }
+    awk '/^Response headers received:$/ {on = 1; next} on && /^$/ {exit} on' <<<"$out"
+}
 
 if wait "$tools_pid"; then
     head -n -1 "$tools_log" >&2
@@ -115,6 +125,36 @@ if wait "$tools_pid"; then
         fi
     else
         fail tools.health_probe_serving "grpc-health-probe failed: $(one_line "$out")"
+    fi
+
+    # Header allowlists, with -v: the "Response headers received" block of ListAgents.
+    # GATEWAY_INTEROP_PASSTHROUGH: the gateway returns the emulator's x-ratelimit-limit
+    # and -remaining (not -reset); GATEWAY_INTEROP_ECHO_TARGET: a plaintext gateway whose
+    # upstream answers x-tenant-seen with the x-tenant-id it received.
+    tenant="grpcurl-interop-$$"
+    if [[ -n "${GATEWAY_INTEROP_PASSTHROUGH:-}" ]]; then
+        if out="$(response_headers "$TARGET" "${grpcurl_tls[@]}")"; then
+            if grep -Eqx 'x-ratelimit-limit: [0-9]+' <<<"$out" &&
+                grep -Eqx 'x-ratelimit-remaining: [0-9]+' <<<"$out" &&
+                ! grep -q '^x-ratelimit-reset:' <<<"$out"; then
+                pass tools.grpcurl_returned_headers
+            else
+                fail tools.grpcurl_returned_headers "want x-ratelimit-limit and -remaining (not -reset) in: $(one_line "$out")"
+            fi
+        else
+            fail tools.grpcurl_returned_headers "grpcurl -v ListAgents failed: $(one_line "$out")"
+        fi
+    fi
+    if [[ -n "${GATEWAY_INTEROP_ECHO_TARGET:-}" ]]; then
+        if out="$(response_headers "$GATEWAY_INTEROP_ECHO_TARGET" -plaintext)"; then
+            if grep -qx "x-tenant-seen: $tenant" <<<"$out"; then
+                pass tools.grpcurl_tenant_forwarded
+            else
+                fail tools.grpcurl_tenant_forwarded "want x-tenant-seen: $tenant in: $(one_line "$out")"
+            fi
+        else
+            fail tools.grpcurl_tenant_forwarded "grpcurl -v ListAgents failed: $(one_line "$out")"
+        fi
     fi
 else
     sed 's/^/  tools.sh: /' "$tools_log" | tail -20

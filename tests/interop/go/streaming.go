@@ -10,3 +10,9 @@ package main
 func streamingChecks() []check {
 	return nil
 }
+
+// streamingPassthroughChecks: the header allowlist checks of StreamAgentRun
+// (streaming_checks.go); none without the streaming RPCs.
+func streamingPassthroughChecks() []check {
+	return nil
+}

@@ -9,7 +9,9 @@ import (
 	"io"
 	"strings"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -25,6 +27,15 @@ func streamingChecks() []check {
 		{name: "stream.agent_run_cancel", needs: []string{login}, run: checkStreamAgentRunCancel},
 		{name: "stream.watch_execution_to_terminal", needs: []string{login}, run: checkWatchExecution},
 	}
+}
+
+// streamingPassthroughChecks: the header allowlist checks of StreamAgentRun (see
+// passthroughChecks).
+func streamingPassthroughChecks() []check {
+	return []check{{
+		name: "passthrough.stream_returned_headers", needs: []string{"auth.signup_login"},
+		run: checkStreamReturnedHeaders,
+	}}
 }
 
 func streamAgent(ctx context.Context, s *suite) (*gagiteckv1.Agent, error) {
@@ -183,4 +194,54 @@ func checkWatchExecution(ctx context.Context, s *suite) error {
 		return fmt.Errorf("the stream ended OK at %v, a non-terminal status", last.GetStatus())
 	}
 	return checkGopherExecution(last)
+}
+
+// checkStreamReturnedHeaders: CreateAgent, then StreamAgentRun, both with x-tenant-id; the
+// stream's header metadata carries the x-ratelimit-* of its own upstream answer (remaining
+// one below the create's), and the events still run to the end.
+func checkStreamReturnedHeaders(ctx context.Context, s *suite) error {
+	ctx = withTenant(ctx, s)
+	var created metadata.MD
+	agent, err := s.agents.CreateAgent(ctx, &gagiteckv1.CreateAgentRequest{Agent: &gagiteckv1.Agent{
+		Name: "go-interop passthrough agent " + s.runID,
+	}}, s.withAuth(), grpc.Header(&created))
+	if err != nil {
+		return fmt.Errorf("CreateAgent: %w", err)
+	}
+	before, err := returnedRemaining(created)
+	if err != nil {
+		return fmt.Errorf("CreateAgent: %w", err)
+	}
+	stream, err := s.agents.StreamAgentRun(ctx, &gagiteckv1.StreamAgentRunRequest{
+		AgentId: agent.GetId(), Message: "hi",
+	}, s.withAuth())
+	if err != nil {
+		return fmt.Errorf("StreamAgentRun: %w", err)
+	}
+	header, err := stream.Header()
+	if err != nil {
+		return fmt.Errorf("StreamAgentRun header: %w", err)
+	}
+	remaining, err := returnedRemaining(header)
+	if err != nil {
+		return fmt.Errorf("StreamAgentRun: %w", err)
+	}
+	if remaining != before-1 {
+		return fmt.Errorf("x-ratelimit-remaining %d after CreateAgent's %d, want one less", remaining, before)
+	}
+	var last *gagiteckv1.AgentRunEvent
+	for {
+		ev, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("Recv: %w", err)
+		}
+		last = ev
+	}
+	if last.GetRunCompleted() == nil {
+		return fmt.Errorf("last event %v, want run_completed", compact(last))
+	}
+	return nil
 }

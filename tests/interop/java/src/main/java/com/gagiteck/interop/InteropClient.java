@@ -95,6 +95,14 @@ public final class InteropClient {
       Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
   static final Metadata.Key<String> REQUEST_ID =
       Metadata.Key.of("x-request-id", Metadata.ASCII_STRING_MARSHALLER);
+  static final Metadata.Key<String> TENANT_ID =
+      Metadata.Key.of("x-tenant-id", Metadata.ASCII_STRING_MARSHALLER);
+  static final Metadata.Key<String> RATE_LIMIT =
+      Metadata.Key.of("x-ratelimit-limit", Metadata.ASCII_STRING_MARSHALLER);
+  static final Metadata.Key<String> RATE_REMAINING =
+      Metadata.Key.of("x-ratelimit-remaining", Metadata.ASCII_STRING_MARSHALLER);
+  static final Metadata.Key<String> RATE_RESET =
+      Metadata.Key.of("x-ratelimit-reset", Metadata.ASCII_STRING_MARSHALLER);
 
   /** Every call gets this much time unless a check says otherwise. */
   static final long CALL_TIMEOUT_MS = 10_000;
@@ -230,6 +238,9 @@ public final class InteropClient {
     check("deadline.exceeded", this::deadlineExceeded);
     check("metadata.request_id_in_trailers", this::requestIdEchoed);
     check("metadata.request_id_in_request_info", this::requestIdOnError);
+    if (System.getenv("GATEWAY_INTEROP_PASSTHROUGH") != null) {
+      check("passthrough.unary_returned_headers", this::returnedHeaders);
+    }
     check("stream.agent_run_to_end", this::streamAgentRunToEnd);
     check("stream.agent_run_cancel", this::streamAgentRunCancel);
     check("stream.watch_execution_to_terminal", this::watchExecutionToTerminal);
@@ -622,6 +633,43 @@ public final class InteropClient {
     Metadata trailers = Status.trailersFromThrowable(e);
     String echoed = trailers == null ? null : trailers.get(REQUEST_ID);
     expect(requestId.equals(echoed), "trailer x-request-id " + echoed + ", want " + requestId);
+  }
+
+  /**
+   * With GATEWAY_INTEROP_PASSTHROUGH the gateway runs with GATEWAY_FORWARD_METADATA=x-tenant-id
+   * and GATEWAY_RETURN_HEADERS=x-ratelimit-limit,x-ratelimit-remaining: two ListAgents with
+   * x-tenant-id get the emulator's values in their headers, remaining one less the second time.
+   */
+  void returnedHeaders() {
+    long first = returnedRemaining();
+    long second = returnedRemaining();
+    expect(
+        second == first - 1,
+        "x-ratelimit-remaining " + first + " then " + second + ", want one less per request");
+  }
+
+  /** One ListAgents with x-tenant-id: the x-ratelimit-remaining of its header metadata. */
+  long returnedRemaining() {
+    AtomicReference<Metadata> headers = new AtomicReference<>();
+    AtomicReference<Metadata> trailers = new AtomicReference<>();
+    Metadata sent = new Metadata();
+    sent.put(TENANT_ID, "java-interop-" + run);
+    agents()
+        .withInterceptors(
+            MetadataUtils.newAttachHeadersInterceptor(sent),
+            MetadataUtils.newCaptureMetadataInterceptor(headers, trailers))
+        .listAgents(ListAgentsRequest.newBuilder().setLimit(1).build());
+    Metadata got = headers.get();
+    expect(got != null, "no headers captured");
+    String limit = got.get(RATE_LIMIT);
+    String remaining = got.get(RATE_REMAINING);
+    expect(
+        limit != null && remaining != null,
+        "x-ratelimit-limit " + limit + ", -remaining " + remaining + " in the headers: want both");
+    expect(!got.containsKey(RATE_RESET), "x-ratelimit-reset returned, but it is not listed");
+    long left = Long.parseLong(remaining);
+    expect(left < Long.parseLong(limit), "x-ratelimit-remaining " + left + " >= limit " + limit);
+    return left;
   }
 
   // ------------------------------------------------------------------ streaming checks
