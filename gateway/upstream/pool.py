@@ -17,7 +17,10 @@ streams keep aiohttp (gateway/upstream/streams.py). The pool
   before any byte of an answer arrived (the server closed it while idle), when the request
   is safe to repeat: an idempotent method, or one carrying an ``Idempotency-Key``;
 * refuses header values or targets with CR, LF or NUL (the callers check metadata first;
-  this is the last line).
+  this is the last line);
+* refuses every answer that aiohttp or h11 refuses, and an answer followed by any byte in
+  the read that completed it (connection.py lists the rules;
+  tests/integration/test_pool_hostile_answers.py holds the pool to both clients).
 
 Failures are :mod:`gateway.upstream.wire` errors or :class:`TimeoutError`;
 gateway/upstream/translate.py turns them into the gateway's errors.

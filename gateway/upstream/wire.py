@@ -23,6 +23,9 @@ MAX_LINE_BYTES: Final = 8190
 """Most bytes of the status line or of one header field (aiohttp's limits too)."""
 MAX_FIELDS: Final = 128
 """Most header fields accepted in one answer (aiohttp's limit too)."""
+MAX_INTERIM_ANSWERS: Final = 16
+"""Most interim (1xx) answers accepted before the final one. An API sends one at most (100
+Continue, 103 Early Hints); a server that keeps sending them is out of step or stalling."""
 MAX_GZIP_MEMBERS: Final = 16
 """Most gzip members one body may hold. A body of many members is legal but never sent
 by an API; each member costs a copy of the rest of the body, so the count bounds the work
@@ -94,7 +97,7 @@ def decoded_body(body: bytes, encoding: str, limit: int) -> bytes:
     parts: list[bytes] = []
     size = 0
     rest = body
-    while True:  # a gzip body may hold several members, one after another
+    while True:  # a gzip body may hold several members, one after another (RFC 1952 2.2)
         if len(parts) == MAX_GZIP_MEMBERS:
             raise ProtocolError(
                 f"the upstream's {coding} body holds more than {MAX_GZIP_MEMBERS} members"
@@ -115,8 +118,14 @@ def decoded_body(body: bytes, encoding: str, limit: int) -> bytes:
             raise ProtocolError(f"the upstream's {coding} body ends before its compressed stream")
         parts.append(part)
         rest = inflater.unused_data
-        if not rest or wbits != 16 + zlib.MAX_WBITS:
+        if not rest:
             break
+        if coding == "deflate":
+            # deflate is one stream (RFC 9110 8.4.1.2); bytes after it are refused rather
+            # than dropped unread, whether garbage or a second stream
+            raise ProtocolError(
+                f"the upstream's deflate body holds {len(rest)} bytes after its stream"
+            )
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 

@@ -32,21 +32,26 @@ bounds the time the pool's decoder spends on a body of many gzip members.
 
 Where aiohttp 3.14 is the laxer client and the pool refuses (for the record): a body read to
 the close under a Transfer-Encoding that does not end in chunked (``chunked, identity``,
-``xchunked``, a VT before ``chunked``), a bare LF after chunk data, a NUL in a trailer field,
-a space before a header's colon or before the first header line, status 000 and 099, a 101
-taken for an answer, a close-delimited body cut by an RST taken for a complete one, a gzip
-stream without its trailer; and, on a reused connection, an answer that came while the
-connection was idle taken for the answer to the next request (``answer-while-idle``).
+``xchunked``, a VT before ``chunked``), a Transfer-Encoding other than a lone chunked
+(``identity, chunked``, ``gzip, chunked``: h11 refuses too), a bare LF after chunk data, a NUL
+in a trailer field, a space before a header's colon or before the first header line, CR or LF
+before a status line, status 000 and 099, a 1xx answer that frames a body, a 101 taken for an
+answer, a close-delimited body cut by an RST taken for a complete one, a gzip stream without
+its trailer; and, on a reused connection, an answer that came while the connection was idle
+taken for the answer to the next request (``answer-while-idle``), or one after stray line ends
+(``crlf-after-the-answer``). Where both deliver and the pool refuses: a second answer, or a
+stray CR or LF, in the read that completed an answer (the pool refuses any byte there, as
+aiohttp refuses other bytes: the stream is out of step with the requests), more than 16
+interim answers, a control character other than HTAB in the reason phrase, a second deflate
+stream.
 """
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import contextlib
 import gzip
 import itertools
-import re
 import select
 import socket
 import struct
@@ -61,7 +66,6 @@ from typing import Literal
 
 import aiohttp
 import h11
-import httptools
 import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
@@ -478,25 +482,6 @@ def _defect(reason: str) -> pytest.MarkDecorator:
     return pytest.mark.xfail(strict=True, reason=f"the pool is the laxer client: {reason}")
 
 
-JUNK_AFTER_THE_ANSWER = _defect(
-    "bytes that are no answer follow a complete answer in the same read (or any bytes follow "
-    "an answer that closes the connection); aiohttp refuses the answer ('Bad status line', "
-    "'Data after Connection: close'), the pool delivers it and only drops the connection"
-)
-BEFORE_THE_STATUS_LINE = _defect(
-    "it skips CR and LF bytes before a status line (llhttp's leniency, RFC 9112 2.2 grants it "
-    "to servers reading requests only); h11 refuses"
-)
-CTL_IN_REASON = _defect(
-    "control characters (NUL, VT...) in the reason phrase pass, though the pool refuses them "
-    "in header values; h11 refuses (RFC 9112 4: reason-phrase is HTAB, SP, VCHAR, obs-text)"
-)
-LONE_CHUNKED_ONLY = (
-    "h11 refuses any Transfer-Encoding but a lone 'chunked' (RFC 9112 6.1: chunked is applied "
-    "once, and a coding the client cannot decode leaves a body it cannot read); the pool "
-)
-
-
 # --------------------------------------------------------------------------- the corpus
 
 
@@ -563,7 +548,6 @@ CORPUS = [
     pytest.param(
         hostile(whole(b"ok") + b"EXTRA BYTES"),
         id="cl-shorter-than-body",
-        marks=JUNK_AFTER_THE_ANSWER,
     ),
     # ---- Transfer-Encoding
     pytest.param(
@@ -573,7 +557,6 @@ CORPUS = [
     pytest.param(
         hostile(head("200 OK", "Transfer-Encoding: identity, chunked"), OK_CHUNKED),
         id="te-identity-chunked",
-        marks=_defect(LONE_CHUNKED_ONLY + "reads past an unknown coding (identity)"),
     ),
     pytest.param(
         hostile(head("200 OK", "Transfer-Encoding: xchunked"), OK_CHUNKED), id="te-xchunked"
@@ -587,12 +570,10 @@ CORPUS = [
     pytest.param(
         hostile(head("200 OK", CHUNKED, CHUNKED), OK_CHUNKED),
         id="te-chunked-twice",
-        marks=_defect(LONE_CHUNKED_ONLY + "takes chunked applied twice (two lines) for once"),
     ),
     pytest.param(
         hostile(head("200 OK", "Transfer-Encoding: chunked, chunked"), OK_CHUNKED),
         id="te-chunked-chunked-list",
-        marks=_defect(LONE_CHUNKED_ONLY + "takes 'chunked, chunked' for chunked once"),
     ),
     pytest.param(
         hostile(head("200 OK", "Transfer-Encoding:", " chunked"), OK_CHUNKED),
@@ -617,7 +598,17 @@ CORPUS = [
     pytest.param(
         hostile(head("200 OK", "Transfer-Encoding: gzip"), b"not gzip at all"),
         id="te-gzip-only",
-        marks=_defect(LONE_CHUNKED_ONLY + "delivers a body still in the gzip transfer coding"),
+    ),
+    pytest.param(
+        hostile(
+            head("200 OK", "Transfer-Encoding: gzip, chunked"),
+            chunk(gzip.compress(b"ok")) + LAST_CHUNK,
+        ),
+        id="te-gzip-chunked",
+    ),
+    pytest.param(
+        hostile(head("200 OK", "Transfer-Encoding: chunked  "), OK_CHUNKED),
+        id="te-chunked-trailing-spaces",
     ),
     pytest.param(
         hostile(
@@ -713,6 +704,8 @@ CORPUS = [
     pytest.param(hostile(whole(b"ok", "2000 OK")), id="status-four-digits"),
     pytest.param(hostile(whole(b"ok", "099 Low")), id="status-099"),
     pytest.param(hostile(whole(b"ok", "000 Zero")), id="status-000"),
+    pytest.param(hostile(whole(b"ok", "000 Zero"), end="keep"), id="status-000-kept-open"),
+    pytest.param(hostile(head("099 Low"), b"until close"), id="status-099-close-delimited"),
     pytest.param(hostile(whole(b"ok", "600 High")), id="status-600"),
     pytest.param(hostile(whole(b"ok", "999 High")), id="status-999"),
     pytest.param(hostile(whole(b"ok", "-200 OK")), id="status-negative"),
@@ -733,25 +726,31 @@ CORPUS = [
     pytest.param(
         hostile(b"\r\n" + whole(b"ok")),
         id="empty-line-before-the-status-line",
-        marks=BEFORE_THE_STATUS_LINE,
     ),
-    pytest.param(
-        hostile(b"\r" + whole(b"ok")), id="cr-before-the-status-line", marks=BEFORE_THE_STATUS_LINE
-    ),
+    pytest.param(hostile(b"\r" + whole(b"ok")), id="cr-before-the-status-line"),
     pytest.param(
         hostile(head("100 Continue") + b"\r\n" + whole(b"ok")),
         id="empty-line-after-an-interim-answer",
-        marks=BEFORE_THE_STATUS_LINE,
     ),
     pytest.param(
-        hostile(whole(b"ok", "200 O\x00K")), id="nul-in-the-reason-phrase", marks=CTL_IN_REASON
+        hostile(head("100 Continue"), b"\r\n" + whole(b"ok")),
+        id="empty-line-after-an-interim-answer-in-the-next-read",
     ),
     pytest.param(
-        hostile(whole(b"ok", "200 O\x0bK")), id="vt-in-the-reason-phrase", marks=CTL_IN_REASON
+        hostile(b"HTTP/1.1 100 Continue\r\n\r", b"\n\r\n" + whole(b"ok")),
+        id="empty-line-after-an-interim-answer-cut-in-its-empty-line",
     ),
+    pytest.param(
+        hostile(head("103 Early Hints") * 3 + b"\n" + whole(b"ok")),
+        id="lf-after-the-third-interim-answer",
+    ),
+    pytest.param(hostile(whole(b"ok", "200 O\x00K")), id="nul-in-the-reason-phrase"),
+    pytest.param(hostile(whole(b"ok", "200 O\x0bK")), id="vt-in-the-reason-phrase"),
     pytest.param(hostile(whole(b"ok", "200 O\x7fK")), id="del-in-the-reason-phrase"),
     pytest.param(hostile(whole(b"ok", "200 O\tK")), id="tab-in-the-reason-phrase"),
     # ---- interim answers
+    pytest.param(hostile(whole(b"ok", "200 O\x01K")), id="soh-in-the-reason-phrase"),
+    pytest.param(hostile(whole(b"ok", "200 O\x1bK")), id="esc-in-the-reason-phrase"),
     pytest.param(
         hostile(head("100 Continue", "Content-Length: 5") + b"hello" + whole(b"ok")),
         id="1xx-with-a-body",
@@ -767,6 +766,23 @@ CORPUS = [
     pytest.param(hostile(head("100 Continue") * 5000 + whole(b"ok")), id="1xx-5000-in-a-row"),
     pytest.param(
         hostile(*[head("100 Continue") * 100] * 50, whole(b"ok")), id="1xx-5000-in-50-writes"
+    ),
+    pytest.param(hostile(head("103 Early Hints") * 16 + whole(b"ok")), id="1xx-16-in-a-row"),
+    pytest.param(hostile(head("103 Early Hints") * 17 + whole(b"ok")), id="1xx-17-in-a-row"),
+    pytest.param(
+        hostile(head("103 Early Hints"), head("103 Early Hints"), whole(b"ok")),
+        id="1xx-in-reads-of-their-own",
+    ),
+    pytest.param(
+        hostile(head("150 Odd", "Content-Length: 5") + b"hello" + whole(b"ok")),
+        id="1xx-150-with-a-body",
+    ),
+    pytest.param(
+        hostile(head("150 Odd", CHUNKED) + LAST_CHUNK + whole(b"ok")), id="1xx-150-chunked"
+    ),
+    pytest.param(
+        hostile(head("100 Continue", "Content-Length: 0") + whole(b"ok")),
+        id="1xx-with-content-length-0",
     ),
     pytest.param(
         hostile(
@@ -784,7 +800,6 @@ CORPUS = [
     pytest.param(
         hostile(head("204 No Content", CHUNKED) + OK_CHUNKED, end="keep", requests=2),
         id="204-with-chunked-body",
-        marks=JUNK_AFTER_THE_ANSWER,
     ),
     pytest.param(
         hostile(head("304 Not Modified", "Content-Length: 42") + SMUGGLED, end="keep", requests=2),
@@ -793,7 +808,6 @@ CORPUS = [
     pytest.param(
         hostile(head("304 Not Modified", CHUNKED) + OK_CHUNKED, end="keep", requests=2),
         id="304-with-chunked-body",
-        marks=JUNK_AFTER_THE_ANSWER,
     ),
     # ---- out of step
     pytest.param(hostile(whole(b"early"), early=True), id="answer-before-the-request"),
@@ -815,24 +829,42 @@ CORPUS = [
     pytest.param(
         hostile(whole(b"first") + b"garbage after the answer", end="keep", requests=2),
         id="garbage-after-the-answer",
-        marks=JUNK_AFTER_THE_ANSWER,
     ),
     pytest.param(
         hostile(whole(b"ok", "200 OK", "Connection: close") + b"more"),
         id="data-after-a-closing-answer",
-        marks=JUNK_AFTER_THE_ANSWER,
     ),
     pytest.param(
         hostile(head("204 No Content", "Connection: close") + b"ok"),
         id="data-after-a-closing-204",
-        marks=JUNK_AFTER_THE_ANSWER,
     ),
     pytest.param(
         hostile(head("204 No Content", version="HTTP/1.0") + b"ok"),
         id="data-after-an-http-1.0-204",
-        marks=JUNK_AFTER_THE_ANSWER,
     ),
     # ---- cut short, by a FIN and by an RST
+    pytest.param(
+        hostile(whole(b"first") + b"\r\n", end="keep", requests=2), id="crlf-after-the-answer"
+    ),
+    pytest.param(
+        hostile(head("200 OK", CHUNKED), OK_CHUNKED + b"\n", end="keep", requests=2),
+        id="lf-after-a-chunked-answer",
+    ),
+    pytest.param(
+        hostile(head("204 No Content") + b"\r\n", end="keep", requests=2),
+        id="crlf-after-a-204",
+    ),
+    pytest.param(
+        hostile(whole(b'{"id": 7}\n') + b"\n", end="keep", requests=2),
+        id="lf-after-a-body-ending-with-lf",
+    ),
+    pytest.param(
+        hostile(whole(b'{"id": 7}\n'), end="keep", requests=3), id="body-ending-with-lf-kept"
+    ),
+    pytest.param(
+        hostile(whole(b"first"), b"garbage", end="keep", requests=2, pause=0.05),
+        id="garbage-while-idle",
+    ),
     pytest.param(hostile(head("200 OK", "Content-Length: 10") + b"abc"), id="cl-cut-by-close"),
     pytest.param(
         hostile(head("200 OK", "Content-Length: 10") + b"abc", end="reset"), id="cl-cut-by-reset"
@@ -880,17 +912,10 @@ CORPUS = [
     pytest.param(
         hostile(whole(zlib.compress(b"ok") + b"garbage", "200 OK", "Content-Encoding: deflate")),
         id="deflate-trailing-garbage",
-        marks=_defect(
-            "bytes after the end of a deflate stream are dropped unread; aiohttp and h11 refuse"
-        ),
     ),
     pytest.param(
         hostile(whole(zlib.compress(b"ok") * 2, "200 OK", "Content-Encoding: deflate")),
         id="deflate-two-streams",
-        marks=_defect(
-            "a second deflate stream is dropped: the body is cut to its first stream, where "
-            "aiohttp and h11 decode both"
-        ),
     ),
     pytest.param(
         hostile(whole(gzip.compress(b"ok")[:-4], "200 OK", GZIP)), id="gzip-missing-isize"
@@ -1041,48 +1066,6 @@ def mutated_answers(draw: st.DrawFn) -> Hostile:
     return Hostile(parts, draw(st.sampled_from(["close", "close", "reset"])))
 
 
-def answer_ends_early(data: bytes) -> bool:
-    """Whether bytes follow the first final answer in ``data``, as the pool's parser
-    (httptools) frames it: fed a byte at a time, to see where the answer ends."""
-
-    class Framing:
-        def __init__(self) -> None:
-            self.done = False
-
-        def on_message_complete(self) -> None:
-            if parser.get_status_code() >= 200:
-                self.done = True
-
-    framing = Framing()
-    parser = httptools.HttpResponseParser(framing)
-    try:
-        for at in range(len(data)):
-            parser.feed_data(data[at : at + 1])
-            if framing.done:
-                return at + 1 < len(data)
-    except httptools.HttpParserError:
-        pass
-    return False
-
-
-def _status_line(detail: str) -> bytes | None:
-    """The line h11 quotes in "illegal status line: bytearray(b'...')"."""
-    prefix = "illegal status line: bytearray("
-    if not detail.startswith(prefix) or not detail.endswith(")"):
-        return None
-    with contextlib.suppress(ValueError, SyntaxError):
-        line = ast.literal_eval(detail[len(prefix) : -1])
-        if isinstance(line, bytes):
-            return line
-    return None
-
-
-def _ctl_in_reason(detail: str) -> bool:
-    line = _status_line(detail)
-    found = re.fullmatch(rb"HTTP/\d\.\d \d{3} (.*)", line or b"", re.DOTALL)
-    return found is not None and re.search(rb"[\x00-\x08\x0a-\x1f\x7f]", found[1]) is not None
-
-
 @dataclass(frozen=True)
 class KnownDefect:
     """A laxity the corpus pins with xfail, told apart so that the hypothesis test looks for
@@ -1095,41 +1078,8 @@ class KnownDefect:
     pinned_by: tuple[str, ...]
 
 
-KNOWN_DEFECTS = [
-    KnownDefect(
-        "junk after a complete answer",
-        "aiohttp",
-        lambda data, refusal: (
-            (
-                "Bad status line" in refusal.detail
-                or "Data after `Connection: close`" in refusal.detail
-            )
-            and answer_ends_early(data)
-        ),
-        ("cl-shorter-than-body", "garbage-after-the-answer", "data-after-a-closing-answer"),
-    ),
-    KnownDefect(
-        "a Transfer-Encoding other than a lone chunked",
-        "h11",
-        lambda data, refusal: "Only Transfer-Encoding: chunked" in refusal.detail,
-        ("te-identity-chunked", "te-chunked-twice", "te-gzip-only"),
-    ),
-    KnownDefect(
-        "an empty line or a CR before a status line",
-        "h11",
-        lambda data, refusal: (
-            refusal.detail in ("no response line received", "illegal request line")
-            or (_status_line(refusal.detail) or b"x").startswith((b"\r", b"\n"))
-        ),
-        ("empty-line-before-the-status-line", "cr-before-the-status-line"),
-    ),
-    KnownDefect(
-        "a control character in the reason phrase",
-        "h11",
-        lambda data, refusal: _ctl_in_reason(refusal.detail),
-        ("nul-in-the-reason-phrase", "vt-in-the-reason-phrase"),
-    ),
-]
+KNOWN_DEFECTS: list[KnownDefect] = []
+"""None at present: every laxity the corpus once pinned is fixed (decision 002)."""
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

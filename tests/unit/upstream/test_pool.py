@@ -401,19 +401,84 @@ async def test_repeated_headers_are_joined_with_a_comma() -> None:
 
 
 @pytest.mark.asyncio
-async def test_bytes_after_the_answer_in_the_same_packet_discard_the_connection() -> None:
-    """A server that sends more than one answer cannot be trusted with the next request."""
-    extra = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"
+@pytest.mark.parametrize(
+    "data",
+    [
+        response(b"first") + b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+        response(b"first") + b"garbage",
+        response(b"first", headers=[("Connection", "close")]) + b"more",
+        response(b"", status="204 No Content", length=False, version="HTTP/1.0") + b"ok",
+        b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        response(b"first") + b"\r\n",
+        response(b"first\n") + b"\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n\r\n",
+        response(b"", status="204 No Content", length=False) + b"\r",
+    ],
+    ids=[
+        "a-second-answer",
+        "garbage",
+        "data-after-connection-close",
+        "data-after-an-http-1.0-204",
+        "a-204-with-a-chunked-body",
+        "crlf-after-a-length",
+        "lf-after-a-body-ending-with-lf",
+        "crlf-after-a-chunked-answer",
+        "cr-after-a-204",
+    ],
+)
+async def test_bytes_after_the_answer_in_its_read_refuse_it(data: bytes) -> None:
+    """The stream is out of step with the requests (a smuggled answer, or a server that
+    frames its answers otherwise than the client): the answer is refused, never reused."""
 
     async def chatty(peer: Peer) -> None:
-        count = 0
         while await peer.request() is not None:
-            count += 1
-            peer.send(response(b"first") + extra if count == 1 else response(b"second"))
+            peer.send(data)
 
     async with serving(chatty) as server, pooled(server.port) as pool:
-        assert (await get(pool)).body == b"first"
-        assert (await get(pool)).body == b"first"  # a fresh connection's first answer
+        with pytest.raises(ProtocolError, match="after its answer"):
+            await get(pool)
+        assert (pool.in_use, pool.idle) == (0, 0)
+        await eventually(lambda: server.peers[0].client_closed)
+
+
+CHUNKED_OK = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("data", "body", "connections"),
+    [
+        (response(b'{"id": 7}\n'), b'{"id": 7}\n', 1),
+        (response(b"\r\n\r\n"), b"\r\n\r\n", 2),
+        (CHUNKED_OK + b"\r\n", b"ok", 1),
+        (CHUNKED_OK + b"X-Trailer: a\r\n\r\n", b"ok", 1),
+        (response(b"", status="204 No Content", length=False), b"", 1),
+    ],
+    ids=["body-ending-with-lf", "body-of-line-ends", "chunked", "chunked-trailer", "204"],
+)
+async def test_answers_ending_with_their_own_line_ends_are_delivered(
+    data: bytes, body: bytes, connections: int
+) -> None:
+    """And their connection is reused, but after a body of CR and LF bytes only: its end
+    cannot be told from stray line ends after it."""
+    async with serving(keep_answering(data)) as server, pooled(server.port) as pool:
+        assert (await get(pool)).body == body
+        assert (await get(pool)).body == body
+    assert server.accepted == connections
+
+
+@pytest.mark.asyncio
+async def test_an_answer_whose_last_read_is_its_line_ends_is_delivered_not_reused() -> None:
+    async def split(peer: Peer) -> None:
+        while await peer.request() is not None:
+            peer.send(CHUNKED_OK)
+            await peer.writer.drain()
+            await asyncio.sleep(0.01)
+            peer.send(b"\r\n")
+
+    async with serving(split) as server, pooled(server.port) as pool:
+        assert (await get(pool)).body == b"ok"
+        assert (await get(pool)).body == b"ok"
     assert server.accepted == 2
 
 
@@ -431,6 +496,149 @@ async def test_bytes_arriving_on_an_idle_connection_discard_it() -> None:
         await eventually(lambda: server.peers[0].client_closed)
         assert (await get(pool)).body == b"ok"
     assert server.accepted == 2
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\r\n" + response(),
+        b"\r" + response(),
+        b"\n" + response(),
+        response(b"", status="100 Continue", length=False) + b"\r\n" + response(),
+        response(b"", status="103 Early Hints", length=False) * 2 + b"\n" + response(),
+    ],
+    ids=["crlf", "cr", "lf", "crlf-after-100", "lf-after-the-second-103"],
+)
+async def test_line_ends_before_a_status_line_are_refused(data: bytes) -> None:
+    """llhttp skips them; RFC 9112 2.2 allows that to servers reading requests only."""
+    async with serving(keep_answering(data)) as server, pooled(server.port) as pool:
+        with pytest.raises(ProtocolError, match="before a status line"):
+            await get(pool)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "parts",
+    [
+        (b"HTTP/1.1 100 Continue\r\n\r\n", b"\r\n" + response()),
+        (b"HTTP/1.1 100 Continue\r\n\r", b"\n\r\n" + response()),
+        (b"HTTP/1.1 100 Contin", b"ue\r\n\r\n\n" + response()),
+        (b"HTTP/1.1 100 Continue\r\n", b"\r", b"\n\r\n" + response()),
+    ],
+    ids=["next-read", "interim-end-split", "interim-head-split", "a-one-byte-read"],
+)
+async def test_line_ends_after_an_interim_answer_split_across_reads_are_refused(
+    parts: tuple[bytes, ...],
+) -> None:
+    async def in_pieces(peer: Peer) -> None:
+        if await peer.request() is not None:
+            for part in parts:
+                peer.send(part)
+                await peer.writer.drain()
+                await asyncio.sleep(0.01)
+            await peer.request()
+
+    async with serving(in_pieces) as server, pooled(server.port) as pool:
+        with pytest.raises(ProtocolError, match="before a status line"):
+            await get(pool)
+
+
+@pytest.mark.asyncio
+async def test_an_interim_answer_split_across_reads_is_skipped() -> None:
+    parts = (b"HTTP/1.1 100 Contin", b"ue\r\n\r", b"\n" + response(b"final"))
+
+    async def in_pieces(peer: Peer) -> None:
+        while await peer.request() is not None:
+            for part in parts:
+                peer.send(part)
+                await peer.writer.drain()
+                await asyncio.sleep(0.01)
+
+    async with serving(in_pieces) as server, pooled(server.port) as pool:
+        assert (await get(pool)).body == b"final"
+        assert (await get(pool)).body == b"final"
+    assert server.accepted == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "coding",
+    ["identity, chunked", "chunked, chunked", "gzip", "gzip, chunked", "chunked, identity"],
+)
+async def test_a_transfer_encoding_other_than_a_lone_chunked_is_refused(coding: str) -> None:
+    data = f"HTTP/1.1 200 OK\r\nTransfer-Encoding: {coding}\r\n\r\n".encode() + b"0\r\n\r\n"
+    async with serving(answer_once(data)) as server, pooled(server.port) as pool:
+        with pytest.raises(ProtocolError):
+            await get(pool)
+
+
+@pytest.mark.asyncio
+async def test_chunked_twice_on_two_lines_is_refused() -> None:
+    data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+    async with (
+        serving(answer_once(data + b"2\r\nok\r\n0\r\n\r\n")) as server,
+        pooled(server.port) as pool,
+    ):
+        with pytest.raises(ProtocolError, match="not a lone chunked"):
+            await get(pool)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("reason", ["O\x00K", "O\x0bK", "O\x01K", "O\x7fK", "O\x1bK"])
+async def test_a_control_character_in_the_reason_phrase_is_refused(reason: str) -> None:
+    data = response(status=f"200 {reason}")
+    async with serving(answer_once(data)) as server, pooled(server.port) as pool:
+        with pytest.raises(ProtocolError, match="reason phrase"):
+            await get(pool)
+
+
+@pytest.mark.asyncio
+async def test_a_tab_in_the_reason_phrase_is_accepted() -> None:
+    data = response(status="200 O\tK")
+    async with serving(keep_answering(data)) as server, pooled(server.port) as pool:
+        assert (await get(pool)).status == 200
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", ["000 Zero", "099 Low", "000"])
+async def test_a_status_below_100_is_refused_at_once(status: str) -> None:
+    """Not taken for an interim answer: the pool would wait for an answer that never comes."""
+    async with serving(answer_once(response(status=status))) as server, pooled(server.port) as pool:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(ProtocolError, match="status 0"):
+            await pool.request("GET", "/", {}, None, 5.0)
+        assert loop.time() - start < 1.0
+
+
+@pytest.mark.asyncio
+async def test_sixteen_interim_answers_are_skipped_and_a_seventeenth_is_refused() -> None:
+    interim = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+    sixteen, seventeen = interim * 16 + response(), interim * 17 + response()
+    async with serving(keep_answering(sixteen)) as server, pooled(server.port) as pool:
+        assert (await get(pool)).body == b"ok"
+    async with serving(keep_answering(seventeen)) as server, pooled(server.port) as pool:
+        with pytest.raises(ProtocolError, match="more than 16 interim"):
+            await get(pool)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 150 Odd\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 150 Odd\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ],
+    ids=["100-with-length", "150-with-a-body", "150-chunked"],
+)
+async def test_an_interim_answer_that_frames_a_body_is_refused(head: bytes) -> None:
+    """RFC 9110 15.2: a 1xx answer ends with its header section (llhttp would read a body
+    for any 1xx but 100, 102 and 103, which h11 takes for the next status line)."""
+    async with serving(answer_once(head + response())) as server, pooled(server.port) as pool:
+        with pytest.raises(ProtocolError, match="frames a body"):
+            await get(pool)
 
 
 # --------------------------------------------------------------------------- encodings
@@ -499,6 +707,21 @@ async def test_deflate_with_a_small_zlib_window_is_read_as_zlib() -> None:
     data = response(body, headers=[("Content-Encoding", "deflate")])
     async with serving(keep_answering(data)) as server, pooled(server.port) as pool:
         assert (await get(pool)).body == b"small window " * 20
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "body",
+    [zlib.compress(b"ok") + b"garbage", zlib.compress(b"ok") * 2, _raw_deflate(b"ok") + b"\x00"],
+    ids=["garbage", "two-streams", "raw-then-a-nul"],
+)
+async def test_bytes_after_a_deflate_stream_are_refused(body: bytes) -> None:
+    """Never dropped unread: garbage, or a second stream that would be data lost."""
+    data = response(body, headers=[("Content-Encoding", "deflate")])
+    async with serving(keep_answering(data)) as server, pooled(server.port) as pool:
+        with pytest.raises(ProtocolError, match="after its stream"):
+            await get(pool)
+        assert pool.idle == 0
 
 
 @pytest.mark.asyncio
