@@ -73,7 +73,12 @@ GC_PROBE = textwrap.dedent(
 def checkout(rev: str) -> Path:
     if rev == "WORK":
         return tooling.ROOT
-    path = WORKTREES / rev.replace("/", "_")
+    # Named by the commit, not by the name given: "HEAD" or a branch moves, and a worktree
+    # kept under its name would go on measuring the commit it once was.
+    commit = subprocess.check_output(
+        ["git", "rev-parse", "--short=12", f"{rev}^{{commit}}"], cwd=tooling.ROOT, text=True
+    ).strip()
+    path = WORKTREES / commit
     if not path.exists():
         WORKTREES.mkdir(parents=True, exist_ok=True)
         subprocess.check_call(
