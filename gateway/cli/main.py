@@ -1,4 +1,4 @@
-"""``gagiteck-gateway serve | emulator | demo``: the command line.
+"""``gagiteck-gateway serve | emulator | demo | health``: the command line.
 
 The environment is read here and nowhere else: flags, ``GATEWAY_*`` and the standard
 ``OTEL_*`` variables become a frozen :class:`~gateway.config.gateway.GatewayConfig`, and a
@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from gateway.cli.health import add_health_parser, run_health
 from gateway.cli.serve import run_emulator, run_loop, serve
 from gateway.config.gateway import load_config, unknown_variables
 from gateway.config.parsers import ConfigError
@@ -88,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--all", action="store_true", dest="show_accepted", help="print accepted drift too"
     )
 
+    add_health_parser(commands)
+
     demo = commands.add_parser(
         "demo", help="a sample client: agents, a run, a workflow executing to its end"
     )
@@ -116,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 return run_workers(config, lambda one: run_loop(serve(one), one.event_loop))
             run_loop(serve(config), config.event_loop)
+        elif args.command == "health":
+            return run_health(args, os.environ)
         elif args.command == "check-upstream":
             from gateway.cli.check import check_upstream
 
