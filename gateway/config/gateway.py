@@ -59,6 +59,7 @@ class GatewayConfig:
     max_message_bytes: int = 4 * 1024 * 1024
     shutdown_grace: float = 10.0
     shutdown_delay: float = 1.0
+    max_connection_age: float = 0.0
     descriptor_sets: tuple[str, ...] = ()
     stream_idle_timeout: float = 60.0
     stream_concurrency: int = 256

@@ -154,6 +154,14 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "seconds in-flight calls get to finish on SIGTERM/SIGINT",
     ),
     Setting(
+        "max_connection_age",
+        "GATEWAY_MAX_CONNECTION_AGE",
+        "--max-connection-age",
+        non_negative_float,
+        "seconds after which a client connection is asked to reconnect (GOAWAY), so that "
+        "clients balancing over DNS find pods added since; 0: never",
+    ),
+    Setting(
         "shutdown_delay",
         "GATEWAY_SHUTDOWN_DELAY",
         "--shutdown-delay",

@@ -161,6 +161,7 @@ class Gateway:
                 # The channelz service is not served, so its per-call accounting in the
                 # gRPC core would be work nobody reads.
                 ("grpc.enable_channelz", 0),
+                *self._connection_age(),
             ]
         )
         self._register(server)
@@ -246,6 +247,17 @@ class Gateway:
     async def wait_for_termination(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
+
+    def _connection_age(self) -> list[tuple[str, int]]:
+        """GOAWAY after GATEWAY_MAX_CONNECTION_AGE (gRPC adds ±10% jitter), then the calls
+        in flight get the shutdown grace to finish on the old connection."""
+        age = self.config.max_connection_age
+        if age <= 0:
+            return []
+        return [
+            ("grpc.max_connection_age_ms", int(age * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(self.config.shutdown_grace * 1000)),
+        ]
 
     # -- registration
 

@@ -237,3 +237,20 @@ async def test_reflection_finds_the_file_of_a_method(slow_upstream: str) -> None
         replies = [reply async for reply in call(requests(), timeout=5)]
     assert replies[0].HasField("file_descriptor_response")
     assert replies[1].HasField("error_response")
+
+
+@pytest.mark.asyncio
+async def test_connections_are_asked_to_reconnect_after_their_maximum_age(
+    slow_upstream: str,
+) -> None:
+    """Clients balancing over DNS find new pods only when a connection ends."""
+    async with serving_gateway(slow_upstream, max_connection_age=0.3, shutdown_grace=1.0) as run:
+        health: Any = health_pb2_grpc.HealthStub(run.channel)
+        await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        states: list[grpc.ChannelConnectivity] = []
+        for _ in range(40):  # the GOAWAY makes the channel leave READY, then reconnect
+            states.append(run.channel.get_state())
+            await asyncio.sleep(0.05)
+        assert any(state is not grpc.ChannelConnectivity.READY for state in states)
+        reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert reply.status == SERVING
