@@ -17,10 +17,14 @@ set -euo pipefail
 # ---- pinned versions (bump here, then `make generate-go` and commit generated/go) ------
 PROTOC_GEN_GO_VERSION=v1.36.12     # google.golang.org/protobuf/cmd/protoc-gen-go
 PROTOC_GEN_GO_GRPC_VERSION=v1.6.2  # google.golang.org/grpc/cmd/protoc-gen-go-grpc
-GRPC_VERSION=v1.85.0               # google.golang.org/grpc
-PROTOBUF_VERSION=v1.36.12          # google.golang.org/protobuf (runtime = generator)
-GENPROTO_API_VERSION=v0.0.0-20261026165753-2ffab32bce7e  # google.golang.org/genproto/googleapis/api
-GO_DIRECTIVE=1.26.0  # grpc v1.85 needs go 1.26; tidy would raise it anyway
+# The module's requirements are minimums for the teams that import it (Go picks the highest
+# version any module asks for), so they are the oldest that the generated code and Go 1.24
+# allow: grpc v1.80.0 is the last release whose go.mod says go 1.24 (v1.81 says 1.25), and
+# the code of protoc-gen-go-grpc v1.6 needs grpc v1.64 or newer.
+GRPC_VERSION=v1.80.0               # google.golang.org/grpc
+PROTOBUF_VERSION=v1.36.12          # google.golang.org/protobuf (runtime = generator; go 1.23)
+GENPROTO_API_VERSION=v0.0.0-20260120221211-b8f7ae30c516  # google.golang.org/genproto/googleapis/api (go 1.24): the googleapis/rpc date of grpc v1.80
+GO_DIRECTIVE=1.24.0  # the highest go line among the requirements; tidy would raise it were one higher
 MODULE=github.com/gagiteck/gagiteck-gateway/generated/go
 # -----------------------------------------------------------------------------------------
 

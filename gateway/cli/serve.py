@@ -8,6 +8,7 @@ import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import Any, Literal
 
 from gateway.config.gateway import GatewayConfig
@@ -99,6 +100,43 @@ def grpcurl_flags(config: GatewayConfig) -> str:
     return "-cacert CA.crt -cert CLIENT.crt -key CLIENT.key"
 
 
+def health_probe_flags(config: GatewayConfig) -> str:
+    """grpc-health-probe's flags for the listener, with the file names of :func:`grpcurl_flags`."""
+    if config.tls_cert is None:
+        return ""
+    if config.tls_client_ca is None:
+        return " -tls -tls-ca-cert CA.crt"
+    return " -tls -tls-ca-cert CA.crt -tls-client-cert CLIENT.crt -tls-client-key CLIENT.key"
+
+
+# The checkout the gateway runs from, when it does (an editable install, as `make run` has):
+# its `make tools` puts grpcurl, ghz and grpc-health-probe in build/bin.
+_CHECKOUT = Path(__file__).resolve().parents[2]
+TOOLS_BIN = Path("build", "bin")
+
+
+def _checkout_tool(name: str) -> Path | None:
+    """build/bin's copy of a `make tools` program when the gateway runs from a checkout."""
+    return _CHECKOUT / TOOLS_BIN / name if (_CHECKOUT / "Makefile").is_file() else None
+
+
+def tool_command(name: str) -> str:
+    """How to call one of `make tools`' programs: build/bin's copy when the gateway runs
+    from a checkout (relative when started in it), else the name, as on the PATH."""
+    local = _checkout_tool(name)
+    if local is None:
+        return name
+    return str(TOOLS_BIN / name) if Path.cwd().resolve() == _CHECKOUT else str(local)
+
+
+def _tools_hint() -> str:
+    """The banner's line saying how to get the tools it names, while build/bin lacks them."""
+    local = _checkout_tool("grpcurl")
+    if local is None or local.exists():
+        return ""
+    return "  (no grpcurl yet? `make tools` puts grpcurl, ghz and grpc-health-probe in build/bin)\n"
+
+
 def _tls_hint(config: GatewayConfig) -> str:
     """The banner's lines saying what the file names of :func:`grpcurl_flags` stand for."""
     if config.tls_cert is None:
@@ -114,7 +152,8 @@ def _tls_hint(config: GatewayConfig) -> str:
 
 def _print_banner(config: GatewayConfig, port: int, upstream_url: str) -> None:
     target = f"{config.listen.host}:{port}"
-    grpcurl = f"grpcurl {grpcurl_flags(config)}"
+    grpcurl = f"{tool_command('grpcurl')} {grpcurl_flags(config)}"
+    probe = f"{tool_command('grpc-health-probe')} -addr {target}{health_probe_flags(config)}"
     # The demo client speaks plaintext only.
     demo = "" if config.tls_cert else f"  gagiteck-gateway demo --target {target}\n"
     security = (
@@ -130,7 +169,8 @@ Try it:
   {grpcurl} {target} list
   {grpcurl} -d '{{"agent": {{"name": "Helper", "system_prompt": "You are terse."}}}}' \\
       {target} gagiteck.v1.AgentService/CreateAgent
-{demo}{_tls_hint(config)}
+  {probe}
+{demo}{_tools_hint()}{_tls_hint(config)}
 Ctrl-C drains in-flight calls and stops.
 """,
         flush=True,

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import orjson
 
 from .clock import utcnow
-from .errors import unauthorized
+from .errors import ApiError, unauthorized
 from .ids import new_id
 from .resources import ApiKey, User
 from .store import Store
@@ -132,32 +132,42 @@ class Principal:
         return self.user.id
 
 
-def _from_api_key(store: Store, token: str) -> Principal:
+def _from_api_key(store: Store, token: str) -> Principal | None:
     key = store.api_key_by_hash(digest_key(token))
     user = None if key is None else store.users.get(key.account_id)
     if key is None or user is None:
-        raise unauthorized("Invalid API key")
+        return None
     key.last_used_at = utcnow()
     return Principal(user, "api_key", key.id)
 
 
-def _from_jwt(store: Store, token: str, secret: str) -> Principal:
+def _from_jwt(store: Store, token: str, secret: str) -> Principal | None:
     claims = decode_jwt(token, secret)
     user = None if claims is None else store.users.get(str(claims.get("sub")))
-    if user is None:
-        raise unauthorized("Invalid or expired token")
-    return Principal(user, "jwt")
+    return None if user is None else Principal(user, "jwt")
+
+
+def open_principal(open_user: User | None, refusal: ApiError) -> Principal:
+    """Open mode's stand-in for a missing or unknown credential; `refusal` without it."""
+    if open_user is None:
+        raise refusal
+    return Principal(open_user, "open")
 
 
 def authenticate(
     store: Store, header: str | None, secret: str, open_user: User | None
 ) -> Principal:
-    """Resolve the bearer credential; `open_user` stands in when none is sent."""
+    """Resolve the bearer credential.
+
+    A known key or a valid token acts as its user. In open mode (`open_user` set) a request
+    without a credential, or with a bearer value that is neither (a placeholder such as
+    `ggt_your_key`), acts as `open_user`; a header of another scheme is refused in any mode.
+    """
     token = bearer_token(header)
     if token is None:
-        if open_user is None:
-            raise unauthorized("Not authenticated")
-        return Principal(open_user, "open")
+        return open_principal(open_user, unauthorized("Not authenticated"))
     if token.startswith(KEY_PREFIX):
-        return _from_api_key(store, token)
-    return _from_jwt(store, token, secret)
+        known = _from_api_key(store, token)
+        return known or open_principal(open_user, unauthorized("Invalid API key"))
+    known = _from_jwt(store, token, secret)
+    return known or open_principal(open_user, unauthorized("Invalid or expired token"))

@@ -3,7 +3,7 @@
     context      request id, route lookup, recording, error translation (the one boundary)
     faults       injected latency, errors, malformed answers, dropped connections
     limits       per-credential window and in-flight ceiling (429 + Retry-After)
-    auth         bearer JWT or ggt_ key (open mode: the demo user when none is sent)
+    auth         bearer JWT or ggt_ key (open mode: the demo user for none or an unknown one)
     idempotency  one execution per (account, Idempotency-Key)
 
 Control routes (`/_emulator/…`) pass through untouched by faults, limits and auth.

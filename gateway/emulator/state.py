@@ -91,7 +91,7 @@ class EmulatorState:
 
     @property
     def open_user(self) -> User | None:
-        """Who a request without credentials acts as (open mode only)."""
+        """Who a request without a known credential acts as (open mode only)."""
         return self.demo_user if self.config.open_mode else None
 
     @property

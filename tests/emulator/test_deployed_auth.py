@@ -139,7 +139,7 @@ async def test_only_the_auth_routes_take_a_credential(dapi: Api) -> None:
 
 
 @pytest.mark.asyncio
-async def test_open_mode_stands_in_for_a_missing_credential() -> None:
+async def test_open_mode_stands_in_for_a_missing_or_unknown_credential() -> None:
     async with running_emulator(deployed_config(open_mode=True)) as running:
         import aiohttp
 
@@ -147,8 +147,10 @@ async def test_open_mode_stands_in_for_a_missing_credential() -> None:
             api = Api(session, running.url)
             me = await api.get("/v1/auth/me")
             assert me.body["email"] == "demo@gagiteck.local"
-            bad = await api.get("/v1/auth/me", headers={"Authorization": "Bearer ggt_nope"})
-            assert detail(bad, 401) == "Invalid API key"
+            unknown = await api.get("/v1/auth/me", headers={"Authorization": "Bearer ggt_nope"})
+            assert unknown.body["email"] == "demo@gagiteck.local"
+            basic = await api.get("/v1/auth/me", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+            assert detail(basic, 401) == "Not authenticated"
 
 
 @pytest.mark.asyncio

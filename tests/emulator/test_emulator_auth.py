@@ -141,7 +141,7 @@ async def test_preset_key_belongs_to_the_demo_user(api: Api, emulator: RunningEm
 
 
 @pytest.mark.asyncio
-async def test_open_mode_acts_as_demo_user_but_checks_sent_credentials() -> None:
+async def test_open_mode_acts_as_demo_user_for_a_missing_or_unknown_bearer() -> None:
     async with (
         running_emulator(EmulatorConfig(open_mode=True)) as running,
         aiohttp.ClientSession() as session,
@@ -150,6 +150,10 @@ async def test_open_mode_acts_as_demo_user_but_checks_sent_credentials() -> None
             assert response.status == 200
             assert (await response.json())["id"] == running.state.demo_user.id
         headers = {"Authorization": "Bearer ggt_wrong"}
+        async with session.get(running.url + "/v1/auth/me", headers=headers) as response:
+            assert response.status == 200
+            assert (await response.json())["id"] == running.state.demo_user.id
+        headers = {"Authorization": "Basic dXNlcjpwYXNz"}
         async with session.get(running.url + "/v1/auth/me", headers=headers) as response:
             assert response.status == 401
 

@@ -70,9 +70,10 @@ def _page_too_large(stack: Stack) -> Awaitable[Any]:
 
 
 def _bad_credential(stack: Stack) -> Awaitable[Any]:
+    # Not a bearer credential: open mode takes any bearer value as the demo user.
     return stack.auth.GetCurrentUser(
         auth_pb2.GetCurrentUserRequest(),
-        metadata=(("authorization", "Bearer ggt_not_a_key_at_all"),),
+        metadata=(("authorization", "Basic dXNlcjpwYXNz"),),
         timeout=5,
     )
 

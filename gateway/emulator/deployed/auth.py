@@ -4,8 +4,9 @@ Only the `/v1/auth/me…` and `/v1/auth/api-keys…` operations ask for a
 credential (FastAPI's `HTTPBearer`): a missing or non-bearer `Authorization`
 is 401 "Not authenticated" with `WWW-Authenticate: Bearer`; a bad `ggt_` key is
 401 "Invalid API key", a bad token 401 "Invalid token", both without that
-header. Tokens carry `sub`, `email` and `exp`. Five failed logins of one
-address lock it for fifteen minutes (429), whatever the password then.
+header. In open mode, a request without `Authorization` or with an unknown bearer
+value acts as the demo user instead. Tokens carry `sub`, `email` and `exp`. Five failed
+logins of one address lock it for fifteen minutes (429), whatever the password then.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..auth import (
     encode_jwt,
     hash_password,
     make_api_key,
+    open_principal,
     verify_password,
 )
 from ..clock import utcnow
@@ -60,25 +62,28 @@ def issue_token(user: User, secret: str, ttl_seconds: int) -> str:
 def authenticate(
     store: Store, header: str | None, secret: str, open_user: User | None
 ) -> Principal:
-    """The caller of a secured operation; `open_user` stands in when nothing is sent."""
-    if header is None and open_user is not None:
-        return Principal(open_user, "open")
+    """The caller of a secured operation.
+
+    In open mode (`open_user` set) a request without `Authorization`, or with a bearer
+    value that is no known key or valid token, acts as `open_user`.
+    """
     token = _bearer(header)
     if token is None:
-        raise _unauthorized("Not authenticated", challenge=True)
+        challenge = _unauthorized("Not authenticated", challenge=True)
+        return open_principal(open_user if header is None else None, challenge)
     if token.startswith(KEY_PREFIX):
         key = store.api_key_by_hash(digest_key(token))
         user = None if key is None else store.users.get(key.account_id)
         if key is None or user is None:
-            raise _unauthorized("Invalid API key")
+            return open_principal(open_user, _unauthorized("Invalid API key"))
         key.last_used_at = utcnow()
         return Principal(user, "api_key", key.id)
     claims = decode_jwt(token, secret)
     if claims is None or not isinstance(claims.get("sub"), str) or "email" not in claims:
-        raise _unauthorized("Invalid token")
+        return open_principal(open_user, _unauthorized("Invalid token"))
     found = store.users.get(claims["sub"])
     if found is None:
-        raise _unauthorized("User not found")
+        return open_principal(open_user, _unauthorized("User not found"))
     return Principal(found, "jwt")
 
 
