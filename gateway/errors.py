@@ -42,7 +42,8 @@ class FailureReason(enum.StrEnum):
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     """The caller's message or metadata cannot be turned into an upstream request."""
     MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
-    """The caller's message is larger than GATEWAY_MAX_MESSAGE_BYTES."""
+    """A message — the caller's request, or one made of the upstream's answer — is larger
+    than GATEWAY_MAX_MESSAGE_BYTES."""
     UNKNOWN_METHOD = "UNKNOWN_METHOD"
     """The caller called a method no service of the gateway has."""
     INTERNAL_GATEWAY_ERROR = "INTERNAL_GATEWAY_ERROR"

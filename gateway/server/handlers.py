@@ -80,6 +80,7 @@ class Handlers:
         unary, telemetry, keys = self.unary, self.telemetry, self.keys
         connection = _connection_facts(self.client_certificates)
         forward, returning = self.forward, self.returning
+        limit = self.max_message_bytes
         rpc = RpcTelemetry(telemetry, route.full_method, server_streaming=False)
 
         async def handle(request: Request, context: Context) -> Message:
@@ -95,6 +96,8 @@ class Handlers:
                 response = await unary.call(
                     route, request, caller, context.time_remaining(), call, returned
                 )
+                if response.ByteSize() > limit:
+                    raise _too_large("answer", response.ByteSize(), limit)
                 if returned:
                     await context.send_initial_metadata(returned)
                 call.code = grpc.StatusCode.OK
@@ -114,6 +117,7 @@ class Handlers:
         # The answer's headers are known once the stream is open: the response's header
         # metadata then waits for them (watches share their polls, and return none).
         returning = self.returning and route.sse is not None
+        limit = self.max_message_bytes
         rpc = RpcTelemetry(telemetry, route.full_method, server_streaming=True)
 
         async def handle(request: Request, context: Context) -> AsyncIterator[Message]:
@@ -138,6 +142,8 @@ class Handlers:
                     messages = watches.watch(route, request, caller, call)
                 async with contextlib.aclosing(messages):
                     async for message in messages:
+                        if message.ByteSize() > limit:
+                            raise _too_large("event", message.ByteSize(), limit)
                         if returned is not None:
                             await context.send_initial_metadata((*request_id, *returned))
                             returned = None
@@ -173,6 +179,18 @@ class Undecodable:
 
     def __init__(self, error: GatewayError) -> None:
         self.error = error
+
+
+def _too_large(what: str, size: int, limit: int) -> Refused:
+    """A message larger than gRPC would send: refused here, with details, rather than by
+    gRPC's serializer without any."""
+    return Refused(
+        f"the upstream's {what} makes a message of {size} bytes, more than the {limit} a "
+        "message may be (GATEWAY_MAX_MESSAGE_BYTES)",
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        FailureReason.MESSAGE_TOO_LARGE,
+        metadata={"limit": str(limit), "size": str(size)},
+    )
 
 
 def _lenient(cls: type[Message], limit: int) -> Callable[[bytes], Any]:

@@ -31,6 +31,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from google.protobuf.message import Message
@@ -342,7 +343,7 @@ class _RelayState:
                 value = str(getattr(self.request, name))
             if not value or segment_problem(value) is not None:
                 return None  # the run id is not known (yet): nothing to cancel
-            parts.append(value)
+            parts.append(quote(value, safe="-._~"))  # as a request's path variables are
         return "/" + "/".join(parts)
 
 

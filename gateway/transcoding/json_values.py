@@ -140,6 +140,7 @@ def to_str(value: Any) -> Any:
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, dict | list):
+        check_depth(value)  # deeper than orjson writes: TooDeep, an unreadable answer
         return orjson.dumps(value).decode()
     return SKIP
 
@@ -227,7 +228,21 @@ def decode_timestamp(value: Any) -> Any:
     return SKIP if ts is None else ts
 
 
+class BadValue(ValueError):
+    """A value of the caller's message that has no JSON form (e.g. a Timestamp outside
+    years 1-9999): the request cannot be made."""
+
+
+MIN_TIMESTAMP_SECONDS: Final = -62_135_596_800  # 0001-01-01T00:00:00Z
+MAX_TIMESTAMP_SECONDS: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
 def format_timestamp(ts: timestamp_pb2.Timestamp) -> str:
+    """RFC 3339 in UTC; BadValue for what google.protobuf.Timestamp does not allow."""
+    if not MIN_TIMESTAMP_SECONDS <= ts.seconds <= MAX_TIMESTAMP_SECONDS:
+        raise BadValue(f"a Timestamp's seconds must be within years 1-9999, not {ts.seconds}")
+    if not 0 <= ts.nanos <= 999_999_999:
+        raise BadValue(f"a Timestamp's nanos must be 0-999999999, not {ts.nanos}")
     moment = datetime.fromtimestamp(ts.seconds, tz=UTC).replace(tzinfo=None)
     base = moment.isoformat(timespec="seconds")
     if ts.nanos:

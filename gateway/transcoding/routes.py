@@ -29,7 +29,7 @@ from google.protobuf.message import Message
 from gateway.error_body import FieldViolation
 from gateway.errors import InvalidRequest
 from gateway.transcoding.codec import CodecRegistry, MaskTree, MessageCodec, mask_tree
-from gateway.transcoding.json_values import EMPTY, FIELD_MASK
+from gateway.transcoding.json_values import EMPTY, FIELD_MASK, BadValue
 from gateway.transcoding.paging import Paging
 from gateway.transcoding.stream_rules import SseSpec, WatchSpec, compile_streaming
 from gateway.transcoding.templates import (
@@ -83,16 +83,15 @@ class Route:
 
     def build(self, request: Message, headers: dict[str, str]) -> UpstreamRequest:
         """The upstream request for ``request``; InvalidRequest on a bad value."""
-        query = self._query(request) if self.query_fields else None
-        if self.also_query:
-            query = (query or []) + self._also(request)
+        try:
+            query = self._query(request) if self.query_fields else None
+            if self.also_query:
+                query = (query or []) + self._also(request)
+            body = self._body(request)
+        except BadValue as exc:
+            raise InvalidRequest(str(exc), [FieldViolation("request", str(exc))]) from None
         return UpstreamRequest(
-            self.http_method,
-            self._path(request),
-            self.route_template,
-            headers,
-            query,
-            self._body(request),
+            self.http_method, self._path(request), self.route_template, headers, query, body
         )
 
     def _also(self, request: Message) -> list[tuple[str, str]]:

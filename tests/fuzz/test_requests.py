@@ -297,16 +297,6 @@ def _role_stamped(seconds: int) -> bytes:
     return access_pb2.CreateRoleRequest(role=role).SerializeToString()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a Timestamp outside 0001-9999 in a request body is encoded by "
-        "gateway/transcoding/json_values.py format_timestamp (datetime.fromtimestamp), which "
-        "raises ValueError ('year 0 is out of range') or OSError (EOVERFLOW) uncaught through "
-        "Route.build -> codec.encode: INTERNAL_GATEWAY_ERROR and a traceback in the log "
-        "instead of INVALID_ARGUMENT"
-    ),
-)
 @pytest.mark.parametrize(
     "seconds",
     [

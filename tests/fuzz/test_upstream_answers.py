@@ -274,15 +274,6 @@ def test_streaming_routes_survive_any_answer(env: Env, data: st.DataObject) -> N
 # --------------------------------------------------------------------------- defects found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "gateway/streaming/relay.py _RelayState.cancel_path puts ids taken from the "
-        "upstream's events into the cancel path as they came: 'é' is sent as raw UTF-8 in "
-        "the request line (POST /v1/agents/a/runs/\\xc3\\xa9/cancel), which no HTTP parser "
-        "accepts; templates.encode_segment percent-encodes the same value on the way in"
-    ),
-)
 def test_cancel_path_from_event_ids_is_percent_encoded(env: Env) -> None:
     route = ROUTES["/gagiteck.v1.AgentService/StreamAgentRun"]
     started = 'event: run.started\ndata: {"run_id": "é"}\n\n'.encode()
@@ -297,16 +288,6 @@ def test_cancel_path_from_event_ids_is_percent_encoded(env: Env) -> None:
 _JSON: Final = (("Content-Type", "application/json"),)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "JSON nested deeper than orjson's 254 levels where the message has a string field: "
-        "gateway/transcoding/json_values.py to_str re-serializes it with orjson.dumps, whose "
-        "TypeError('Recursion limit reached') escapes MessageCodec.decode (its fallback "
-        "_decode_slowly calls kwargs() again): INTERNAL_GATEWAY_ERROR and a traceback, instead "
-        "of UNAVAILABLE UPSTREAM_BODY_UNREADABLE as for deep free-form JSON"
-    ),
-)
 @pytest.mark.parametrize(
     "body",
     [
@@ -321,15 +302,6 @@ def test_deep_json_where_a_string_is_expected_is_unreadable(env: Env, body: byte
     env.check("pinned", method, request, answers, answers[-1], known_ok=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a 2xx answer that decodes to a message larger than GATEWAY_MAX_MESSAGE_BYTES (bodies "
-        "may be 4x larger) is handed to grpc, whose core fails the send: the caller gets "
-        "RESOURCE_EXHAUSTED without google.rpc.Status details and grpc logs ExecuteBatchError "
-        "with a traceback (gateway/server/handlers.py returns the message unchecked)"
-    ),
-)
 def test_answer_larger_than_a_message_has_details(env: Env) -> None:
     request = agent_pb2.GetAgentRequest(agent_id="a").SerializeToString()
     body = b'{"name": "' + b"x" * (MAX_MESSAGE_BYTES + 1) + b'"}'
