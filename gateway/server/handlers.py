@@ -10,6 +10,7 @@ the span, the metrics and the access line are prepared per route when the handle
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -277,4 +278,11 @@ async def _abort_call(
             exc_info=exc,
         )
     call.end(context.time_remaining())
-    await context.abort(status.code, status.message, status.trailing_metadata)
+    if context.done():  # the deadline passed or the caller left meanwhile: nobody to tell
+        raise asyncio.CancelledError
+    try:
+        await context.abort(status.code, status.message, status.trailing_metadata)
+    except grpc.aio.AbortError:
+        raise
+    except Exception:  # the call ended between the check and the abort (a deadline race)
+        raise asyncio.CancelledError from None

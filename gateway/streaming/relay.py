@@ -111,7 +111,7 @@ class SseRelay:
             try:
                 while True:
                     attempt = self._attempt(
-                        upstream_request, state, caller, deadline, trace, returned
+                        upstream_request, state, caller, deadline, trace, returned, number
                     )
                     try:
                         async with contextlib.aclosing(attempt) as messages:
@@ -146,8 +146,9 @@ class SseRelay:
         deadline: float | None,
         trace: CallTrace | None,
         returned: list[tuple[str, str]] | None,
+        number: int,
     ) -> AsyncGenerator[Message, None]:
-        """One opening of the stream and what it relays."""
+        """Opening number ``number`` of the stream, and what it relays."""
         if self._draining:
             raise draining("stream")
         route, spec = state.route, state.spec
@@ -161,6 +162,7 @@ class SseRelay:
             timeout=None if deadline is None else max(deadline - clock.monotonic(), 0.0),
             idle_timeout=self.settings.idle_timeout,
             trace=trace,
+            attempt=number,
         ) as stream:
             if self._draining:
                 raise draining("stream")
@@ -374,13 +376,14 @@ def _member_route(route: Route, member: str) -> Route:
 
 
 def _failure_of(error: GatewayError, state: _RelayState) -> Failure:
-    """What a failed opening means for retrying: as for a unary call, and a stream that
-    ended before its first event may have started the run (the idempotency key decides)."""
+    """What a failed opening means for retrying: as for a unary call when the upstream
+    surely did not start the run (nothing sent, a 429 or a 502-504 answer). Once the
+    request may have started it — the connection lost, the stream cut before its first
+    event — it is not opened again: the upstream would still be running the first with the
+    same idempotency key (a conflict), or run it twice without one."""
     if state.relayed:
         return Failure(FailureKind.FINAL, stream_started=True)
-    if (
-        isinstance(error, UpstreamTransportError)
-        and error.reason is FailureReason.UPSTREAM_STREAM_CUT
-    ):
-        return Failure(FailureKind.OUTCOME_UNKNOWN)
-    return classify_failure(error)
+    failure = classify_failure(error)
+    if failure.kind is FailureKind.OUTCOME_UNKNOWN:
+        return Failure(FailureKind.FINAL)
+    return failure

@@ -32,6 +32,11 @@ from gateway.telemetry.provider import Telemetry
 
 access_log: Final = logging.getLogger("gateway.access")
 
+DEADLINE_MARGIN: Final = 0.25
+"""Seconds before the gateway's own deadline within which a cancelled call counts as
+DEADLINE_EXCEEDED: the caller's deadline falls a little earlier than the gateway's (the
+request's transit), and the caller cancels at its own."""
+
 TRACE_HEADERS: Final = frozenset({"traceparent", "tracestate", "baggage"})
 _HEADER_LIMITS: Final = {"traceparent": 128, "tracestate": 512, "baggage": 8192}
 
@@ -199,7 +204,7 @@ class ServerCall(CallTrace):
         self.ended = True
         code = self.code
         if code is None:  # the handler was cancelled: by the caller, or by its deadline
-            expired = time_remaining is not None and time_remaining <= 0
+            expired = time_remaining is not None and time_remaining <= DEADLINE_MARGIN
             code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
             self.code = code
         rpc = self.rpc

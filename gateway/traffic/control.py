@@ -211,6 +211,7 @@ class TrafficControl:
         timeout: float | None,
         idle_timeout: float,
         trace: CallTrace | None = None,
+        attempt: int = 1,
     ) -> AsyncIterator[UpstreamStream]:
         """An event stream, admitted like any request (no slot: streams have their own pool).
 
@@ -220,7 +221,7 @@ class TrafficControl:
         admission = await self._admit(request, grpc_method, caller, deadline, trace, False)
         opened = False
         try:
-            async with self.streams.open(request, timeout, idle_timeout, trace) as stream:
+            async with self.streams.open(request, timeout, idle_timeout, trace, attempt) as stream:
                 opened = True
                 admission.answered(stream.status, stream.headers)
                 if not 200 <= stream.status < 300:

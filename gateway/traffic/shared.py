@@ -60,6 +60,7 @@ from typing import Any, Final
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
 from gateway.clock import Clock
@@ -421,15 +422,17 @@ def _micros(seconds: float) -> int:
 
 
 def redis_client(url: str, timeout: float = 0.1, max_connections: int = 32) -> Redis:
-    """A client that fails fast: bounded connect and reads, no retries of its own, at most
-    ``max_connections`` connections (waiting at most ``timeout`` for one)."""
+    """A client that fails fast: bounded connect and reads, at most ``max_connections``
+    connections (waiting at most ``timeout`` for one). A command whose connection turns out
+    dead (Redis restarted since it was pooled) is sent once more on a new connection; a
+    timeout is never repeated."""
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
         timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         health_check_interval=0,
     )
     client: Redis = Redis.from_pool(pool)

@@ -155,11 +155,13 @@ class StreamClient:
         timeout: float | None,
         idle_timeout: float,
         trace: CallTrace | None = None,
+        attempt: int = 1,
     ) -> AsyncIterator[UpstreamStream]:
         """The answer to ``request``, open for reading until the block ends.
 
         ``timeout`` bounds the whole exchange (the caller's deadline, if any);
-        ``idle_timeout`` bounds the silence between two reads.
+        ``idle_timeout`` bounds the silence between two reads; ``attempt`` counts the
+        openings of one call (retries, in telemetry).
         """
         session, route = self._session, request.route
         if session is None:
@@ -170,7 +172,7 @@ class StreamClient:
             total=timeout, connect=self.settings.connect_timeout, sock_read=idle_timeout
         )
         sent = dict(request.headers)
-        record = self.telemetry.begin(trace, request.method, route, 1, sent)
+        record = self.telemetry.begin(trace, request.method, route, attempt, sent)
         failure: BaseException | None = None
         try:
             with translating(self.host, route, timeout, idle_timeout):

@@ -123,7 +123,13 @@ async def test_start_and_close_are_safe_twice() -> None:
 
 @pytest.mark.parametrize(
     ("remaining", "code"),
-    [(None, "CANCELLED"), (5.0, "CANCELLED"), (0.0, "DEADLINE_EXCEEDED")],
+    [
+        (None, "CANCELLED"),
+        (5.0, "CANCELLED"),
+        (0.3, "CANCELLED"),
+        (0.0, "DEADLINE_EXCEEDED"),
+        (0.06, "DEADLINE_EXCEEDED"),
+    ],
 )
 def test_a_call_ended_without_a_status_was_cancelled(
     remaining: float | None, code: str, caplog: pytest.LogCaptureFixture
