@@ -382,10 +382,13 @@ async def test_the_redis_pool_is_bounded_shrinks_and_drops_dead_sockets(
     """Issue 15, item 3: the pool grew to its peak and never shrank, and kept dead sockets
     after Redis restarted until they were next used."""
     limiter = RedisLimiter(
-        redis_client(redis_server.url, timeout=0.5, max_connections=4),
+        # A generous timeout: this test is about dead sockets, and 200 calls queued on four
+        # connections can take more than half a second on a loaded machine.
+        redis_client(redis_server.url, timeout=5.0, max_connections=4),
         MonotonicClock(),
         fallback=LocalLimiter(MonotonicClock(), RateLimit(1e6, 1e6)),
         global_limit=RateLimit(1e6, 1e6),
+        timeout=5.0,
         retry_interval=0.2,
         idle_timeout=0.5,
         heartbeat=0.1,
