@@ -2,8 +2,9 @@
 
     python bench/lib/naive_passthrough.py --upstream http://127.0.0.1:8081 [--listen 127.0.0.1:0]
 
-A grpc.aio server with the generated AgentService servicer; GetAgent does one aiohttp GET
-on a shared session and reads the answer with ``json_format.ParseDict``. The only extra
+A grpc.aio server with the generated AgentService servicer; GetAgent and ListAgents do one
+aiohttp GET on a shared session, CreateAgent one POST of ``json_format.MessageToDict`` of
+the agent, and each reads the answer with ``json_format.ParseDict``. The only extra
 work is what any client of this API needs before protobuf's JSON reader accepts an agent:
 naive timestamps get a ``Z`` (they are UTC) and the lower-case status becomes the enum
 name. No deadlines, no error details, no metadata handling: errors are plain statuses.
@@ -47,6 +48,32 @@ class NaiveAgents(agent_pb2_grpc.AgentServiceServicer):
         async with self.session.get(url) as response:
             body = await response.read()
             if response.status != 200:
+                await context.abort(grpc.StatusCode.UNKNOWN, f"upstream {response.status}")
+        agent = agent_pb2.Agent()
+        json_format.ParseDict(tolerate(json.loads(body)), agent, ignore_unknown_fields=True)
+        return agent
+
+    async def ListAgents(
+        self, request: agent_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> agent_pb2.ListAgentsResponse:
+        params = {"limit": str(request.limit), "offset": str(request.offset)}
+        async with self.session.get(f"{self.base_url}/v1/agents", params=params) as response:
+            body = await response.read()
+            if response.status != 200:
+                await context.abort(grpc.StatusCode.UNKNOWN, f"upstream {response.status}")
+        data = json.loads(body)
+        data["data"] = [tolerate(item) for item in data.get("data", [])]
+        page = agent_pb2.ListAgentsResponse()
+        json_format.ParseDict(data, page, ignore_unknown_fields=True)
+        return page
+
+    async def CreateAgent(
+        self, request: agent_pb2.CreateAgentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> agent_pb2.Agent:
+        payload = json_format.MessageToDict(request.agent, preserving_proto_field_name=True)
+        async with self.session.post(f"{self.base_url}/v1/agents", json=payload) as response:
+            body = await response.read()
+            if response.status not in (200, 201):
                 await context.abort(grpc.StatusCode.UNKNOWN, f"upstream {response.status}")
         agent = agent_pb2.Agent()
         json_format.ParseDict(tolerate(json.loads(body)), agent, ignore_unknown_fields=True)

@@ -22,12 +22,13 @@ from typing import Any
 
 import grpc
 
-from .nginx_upstream import AGENT_ID, expected_agent
+from .nginx_upstream import AGENT_ID, LIST_SIZE, expected_agent, expected_page
 from .tooling import BUILD, PYTHON, ROOT
 
 LOGS = BUILD / "logs"
-METHOD = "gagiteck.v1.AgentService/GetAgent"
+METHOD = "gagiteck.v1.AgentService/GetAgent"  # the default call of every driver
 CREDENTIAL = "Bearer ggt_bench_0123456789abcdef"
+BARE = "bare grpc.aio handler"
 
 
 def free_port() -> int:
@@ -140,6 +141,10 @@ def naive_system(upstream_url: str, cpus: str) -> GrpcSystem:
     )
 
 
+def bare_system(cpus: str) -> GrpcSystem:
+    return GrpcSystem(BARE, [str(PYTHON), "bench/lib/bare_handler.py"], cpus, announces_port=True)
+
+
 def vanguard_system(binary: Path, upstream_url: str, cpus: str) -> GrpcSystem:
     return GrpcSystem(
         "vanguard-go",
@@ -182,13 +187,79 @@ def cpu_list(cpus: str) -> list[int]:
 # --------------------------------------------------------------------------- load tools
 
 
-def request_file() -> Path:
-    """The GetAgentRequest of every call, serialized, for ghz --binary-file."""
+GET_AGENT = "gagiteck.v1.AgentService/GetAgent"
+LIST_AGENTS = "gagiteck.v1.AgentService/ListAgents"
+CREATE_AGENT = "gagiteck.v1.AgentService/CreateAgent"
+
+
+def request_file(method: str = GET_AGENT) -> Path:
+    """The request of every call of ``method``, serialized, for ghz --binary-file."""
     from gagiteck.v1 import agent_pb2
 
-    path = BUILD / "get_agent_request.bin"
-    path.write_bytes(agent_pb2.GetAgentRequest(agent_id=AGENT_ID).SerializeToString())
+    request: Any
+    if method == GET_AGENT:
+        request = agent_pb2.GetAgentRequest(agent_id=AGENT_ID)
+    elif method == LIST_AGENTS:
+        request = agent_pb2.ListAgentsRequest(limit=LIST_SIZE)
+    else:
+        request = agent_pb2.CreateAgentRequest(agent=new_agent())
+    path = BUILD / f"{method.rsplit('/', 1)[1]}.bin"
+    path.write_bytes(request.SerializeToString())
     return path
+
+
+def new_agent() -> Any:
+    """The agent the mixed workload's CreateAgent sends (a body of about 300 bytes)."""
+    from gagiteck.v1 import agent_pb2
+
+    agent = agent_pb2.Agent(
+        name="Research Assistant",
+        system_prompt="You are a careful research assistant. Cite your sources.",
+        config=agent_pb2.AgentConfig(model="claude-3-sonnet", max_tokens=4096, temperature=0.7),
+        tools=["web_search", "calculator"],
+    )
+    agent.metadata.update({"department": "support", "tier": 2, "owner": "bench"})
+    return agent
+
+
+def check_mixed(target: str, timeout: float = 5.0) -> str | None:
+    """One ListAgents and one CreateAgent call; None when both answers are as expected."""
+    from gagiteck.v1 import agent_pb2, agent_pb2_grpc
+
+    metadata = [("authorization", CREDENTIAL)]
+    with grpc.insecure_channel(target) as channel:
+        stub: Any = agent_pb2_grpc.AgentServiceStub(channel)
+        try:
+            page = stub.ListAgents(
+                agent_pb2.ListAgentsRequest(limit=LIST_SIZE), timeout=timeout, metadata=metadata
+            )
+            created = stub.CreateAgent(
+                agent_pb2.CreateAgentRequest(agent=new_agent()), timeout=timeout, metadata=metadata
+            )
+        except grpc.RpcError as exc:
+            return f"{exc.code().name}: {exc.details()}"
+    if page != expected_page():
+        return f"unexpected ListAgents answer: {str(page)[:300]}"
+    if created != expected_agent():
+        return f"unexpected CreateAgent answer: {created}"
+    return None
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the load tool sends: each RPC with the calls it keeps in flight, and the
+    connections they are spread over (one ghz process per RPC, all at once)."""
+
+    name: str
+    parts: tuple[tuple[str, int, int], ...]  # (method, calls in flight, connections)
+
+    @property
+    def concurrency(self) -> int:
+        return sum(part[1] for part in self.parts)
+
+    @property
+    def mixed(self) -> bool:
+        return any(part[0] != GET_AGENT for part in self.parts)
 
 
 @dataclass
@@ -211,8 +282,79 @@ def ghz(
     concurrency: int,
     seconds: float,
     rps: float | None = None,
+    *,
+    method: str = METHOD,
+    connections: int | None = None,
 ) -> Load:
     """One ghz run pinned to ``cpus``; every status that is not OK is an error."""
+    process = _start_ghz(
+        binary, protoset, target, cpus, concurrency, seconds, rps, method, connections
+    )
+    return _ghz_result(process)
+
+
+def ghz_workload(
+    binary: Path,
+    protoset: Path,
+    target: str,
+    cpus: str,
+    workload: Workload,
+    seconds: float,
+    rps: float | None = None,
+) -> Load:
+    """``workload`` against ``target``: its ghz runs side by side, their calls summed (the
+    latency figures are the first part's: each run reports its own percentiles)."""
+    if len(workload.parts) == 1:
+        method, concurrency, connections = workload.parts[0]
+        return ghz(
+            binary,
+            protoset,
+            target,
+            cpus,
+            concurrency,
+            seconds,
+            rps,
+            method=method,
+            connections=connections,
+        )
+    share = None if rps is None else rps / workload.concurrency
+    processes = [
+        _start_ghz(
+            binary,
+            protoset,
+            target,
+            cpus,
+            concurrency,
+            seconds,
+            None if share is None else share * concurrency,
+            method,
+            connections,
+        )
+        for method, concurrency, connections in workload.parts
+    ]
+    loads = [_ghz_result(process) for process in processes]
+    calls = sum(load.calls for load in loads)
+    total = max(load.seconds for load in loads)
+    errors: dict[str, int] = {}
+    for method, load in zip((part[0] for part in workload.parts), loads, strict=True):
+        for code, n in load.errors.items():
+            errors[f"{method.rsplit('/', 1)[1]}: {code}"] = n
+    return Load(
+        calls, total, calls / total if total else 0.0, loads[0].p50_ms, loads[0].p99_ms, errors
+    )
+
+
+def _start_ghz(
+    binary: Path,
+    protoset: Path,
+    target: str,
+    cpus: str,
+    concurrency: int,
+    seconds: float,
+    rps: float | None,
+    method: str,
+    connections: int | None,
+) -> subprocess.Popen[str]:
     argv = [
         "taskset",
         "-c",
@@ -222,11 +364,11 @@ def ghz(
         "--protoset",
         str(protoset),
         "--call",
-        METHOD,
+        method,
         # the request pre-serialized and no templates: ghz's own cost per call drops by
         # about a third, which matters because it shares its CPU with nginx
         "--binary-file",
-        str(request_file()),
+        str(request_file(method)),
         "--disable-template-functions",
         "--disable-template-data",
         "-m",
@@ -234,7 +376,7 @@ def ghz(
         "-c",
         str(concurrency),
         "--connections",
-        os.environ.get("BENCH_GHZ_CONNECTIONS", "1"),
+        str(connections or os.environ.get("BENCH_GHZ_CONNECTIONS", "1")),
         "-z",
         f"{seconds:g}s",
         "--duration-stop",
@@ -246,10 +388,16 @@ def ghz(
     ]
     if rps:
         argv += ["--rps", str(round(rps))]
-    out = subprocess.run([*argv, target], capture_output=True, text=True, check=False)
-    if out.returncode != 0 or not out.stdout.strip():
-        raise SystemExit(f"bench: ghz failed ({out.returncode}): {out.stderr[-2000:]}")
-    report = json.loads(out.stdout)
+    return subprocess.Popen(
+        [*argv, target], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _ghz_result(process: subprocess.Popen[str]) -> Load:
+    stdout, stderr = process.communicate()
+    if process.returncode != 0 or not stdout.strip():
+        raise SystemExit(f"bench: ghz failed ({process.returncode}): {stderr[-2000:]}")
+    report = json.loads(stdout)
     statuses: dict[str, int] = report.get("statusCodeDistribution") or {}
     errors = {code: n for code, n in statuses.items() if code != "OK"}
     for message, n in (report.get("errorDistribution") or {}).items():
