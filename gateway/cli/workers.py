@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import os
 import shutil
 import signal
@@ -72,6 +73,7 @@ def _serve_worker(
         print(f"gagiteck-gateway worker {index}: {exc}", file=sys.stderr)
         code = 1
     finally:
+        logging.shutdown()  # the log lines still waiting in the batch are written
         os._exit(code)
 
 
