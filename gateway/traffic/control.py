@@ -174,6 +174,12 @@ class TrafficControl:
         """
         if not retries:
             return await self._attempt(request, grpc_method, caller, deadline, trace, 1, slot)
+        # The first attempt here: most calls need nothing else of the retry loop.
+        self.budget.record_call()
+        try:
+            return await self._attempt(request, grpc_method, caller, deadline, trace, 1, slot)
+        except Exception as error:  # CancelledError is no Exception: never retried
+            first_failure = error
         return await call_with_retries(
             lambda number: self._attempt(
                 request, grpc_method, caller, deadline, trace, number, slot
@@ -185,6 +191,7 @@ class TrafficControl:
             rng=self.rng,
             policy=self.settings.retry,
             budget=self.budget,
+            first_failure=first_failure,
         )
 
     def retries(self, request: UpstreamRequest, deadline: float | None) -> Retries:

@@ -186,7 +186,9 @@ class Retries:
         rng: random.Random,
         policy: RetryPolicy | None = None,
         budget: RetryBudget | None = None,
+        counted: bool = False,
     ) -> None:
+        """``counted``: the call is in the budget already (its first attempt ran first)."""
         self.method = method
         self.keyed = has_idempotency_key
         self.deadline = deadline
@@ -195,7 +197,7 @@ class Retries:
         self.policy = policy or RetryPolicy()
         self.budget = budget
         self._budget_denied = False
-        if budget is not None:
+        if budget is not None and not counted:
             budget.record_call()
 
     def delay_after(self, number: int, failure: Failure) -> float | None:
@@ -227,6 +229,7 @@ async def call_with_retries(
     classify: Callable[[BaseException], Failure] = classify_failure,
     stream_started: Callable[[], bool] | None = None,
     on_retry: Callable[[RetryEvent], None] | None = None,
+    first_failure: Exception | None = None,
 ) -> T:
     """Run ``attempt(1)``, ``attempt(2)``, ... until one returns; raise the last failure.
 
@@ -234,7 +237,18 @@ async def call_with_retries(
     True means the attempt already delivered part of a stream, so nothing is repeated.
     A GatewayError raised after more than one attempt carries ``attempts`` in its context
     (ErrorInfo metadata), and ``retry: budget_exhausted`` when the budget said no.
+    ``first_failure``: attempt 1 already ran, the call counted in the budget, and it
+    raised this; the loop goes on from there (a caller that makes the first attempt
+    itself spares a successful call the loop's set-up).
     """
+    number = 1
+    if first_failure is None:
+        if budget is not None:
+            budget.record_call()
+        try:
+            return await attempt(1)
+        except Exception as exc:  # CancelledError is no Exception: never retried
+            first_failure = exc
     retries = Retries(
         method=method,
         has_idempotency_key=has_idempotency_key,
@@ -243,25 +257,27 @@ async def call_with_retries(
         rng=rng,
         policy=policy,
         budget=budget,
+        counted=True,
     )
-    number = 1
+    failed: Exception = first_failure
     while True:
-        try:
-            return await attempt(number)
-        except Exception as error:  # CancelledError is no Exception: never retried
-            failure = classify(error)
-            if stream_started is not None and stream_started():
-                failure = replace(failure, stream_started=True)
-            delay = retries.delay_after(number, failure)
-            if delay is None:
-                final = retries.final(error, failure, number)
-                if final is error:
-                    raise
-                raise final from error
-            if on_retry is not None:
-                on_retry(RetryEvent(number, delay, failure, error))
+        failure = classify(failed)
+        if stream_started is not None and stream_started():
+            failure = replace(failure, stream_started=True)
+        delay = retries.delay_after(number, failure)
+        if delay is None:
+            final = retries.final(failed, failure, number)
+            if final is failed:
+                raise failed
+            raise final from failed
+        if on_retry is not None:
+            on_retry(RetryEvent(number, delay, failure, failed))
         await clock.sleep(delay)
         number += 1
+        try:
+            return await attempt(number)
+        except Exception as exc:  # CancelledError is no Exception: never retried
+            failed = exc
 
 
 def _next_delay(
