@@ -58,6 +58,7 @@ class PresetTraceIds(RandomIdGenerator):
 _TRACEPARENT: Final = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _SAMPLED: Final = int(TraceFlags.SAMPLED)
 _RANDOM: Final = int(TraceFlags.RANDOM_TRACE_ID)
+_RANDOM_UNSAMPLED: Final = TraceFlags(_RANDOM)  # made once: the flags of a dropped root
 _DEFAULT_STATE: Final = TraceState()
 
 
@@ -102,7 +103,7 @@ class HeadSampling:
             if trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < self.bound:
                 self.ids.pending = trace_id
                 return None
-            return SpanContext(trace_id, self._span_id(), False, TraceFlags(_RANDOM))
+            return SpanContext(trace_id, self._span_id(), False, _RANDOM_UNSAMPLED)
         match = _TRACEPARENT.fullmatch(header)
         if match is None:
             return None

@@ -43,13 +43,16 @@ class RetryBudget:
         self._calls = [0] * slots
         self._retries = [0] * slots
         self._current = self._slot_index()
+        self._current_ends = (self._current + 1) * self._slot_length
+        """When the current slot ends: until then a call is one addition (no division)."""
         self.spent = 0
         """Retries allowed so far (a counter for metrics)."""
         self.denied = 0
         """Retries refused so far (a counter for metrics)."""
 
     def record_call(self) -> None:
-        self._advance()
+        if self.clock.monotonic() >= self._current_ends:
+            self._advance()
         self._calls[self._current % self.slots] += 1
 
     def try_spend(self) -> bool:
@@ -74,3 +77,4 @@ class RetryBudget:
             self._calls[passed % self.slots] = 0
             self._retries[passed % self.slots] = 0
         self._current = index
+        self._current_ends = (index + 1) * self._slot_length
