@@ -133,7 +133,7 @@ async def time_to_first_event(upstream: str, target: str) -> dict[str, float]:
 
 
 async def events_per_second(
-    upstream: str, target: str, gateway_pid: int, streams: int
+    upstream: str, target: str, gateway_pid: int, streams: int, probes: bool = True
 ) -> dict[str, float]:
     from gagiteck.v1 import agent_pb2, agent_pb2_grpc
 
@@ -177,11 +177,11 @@ async def events_per_second(
     async with aiohttp.ClientSession() as session, grpc.aio.insecure_channel(target) as channel:
         stub = agent_pb2_grpc.AgentServiceStub(channel)
         await asyncio.sleep(1.0)  # let the load reach its level
-        while not finished.done():
+        while probes and not finished.done():
             direct.append(await first_event_direct(session, upstream))
             relayed.append(await first_event_gateway(stub, probe))
             await asyncio.sleep(0.02)
-    out, err = (part.decode() for part in await finished)
+    out, err = (part.decode() for part in await finished)  # after the probes, or at once
     cpu = cpu_seconds(gateway_pid) - before
     report = json.loads(out)
     statuses = report.get("statusCodeDistribution") or {}
@@ -245,6 +245,16 @@ async def main() -> int:
     upstream = f"http://127.0.0.1:{upstream_port}"
     target = f"127.0.0.1:{grpc_port}"
     sse = start([str(PYTHON), "bench/lib/sse_upstream.py", str(upstream_port)], "1")
+    # the floor: a bare grpc.aio handler yielding the same events, built once (CPU 0 too;
+    # it idles while the gateway is measured, and the other way round)
+    bare = await asyncio.create_subprocess_exec(
+        *["taskset", "-c", "0", str(PYTHON), "bench/lib/bare_handler.py"],
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert bare.stdout is not None
+    bare_target = f"127.0.0.1:{(await bare.stdout.readline()).split()[1].decode()}"
     gateway = start(
         [str(PYTHON), "-m", "gateway", "serve"],
         "0",
@@ -263,17 +273,26 @@ async def main() -> int:
         await wait_grpc(target)
         say(f"time to first event at rest: {TTFE_ROUNDS} probes each way")
         ttfe = await time_to_first_event(upstream, target)
-        events = []
+        events, floor = [], []
         for n in STREAM_LOADS:
             say(f"{n} concurrent streams for {EVENTS_SECONDS:g}s, probes meanwhile")
             events.append(await events_per_second(upstream, target, gateway.pid, n))
+            say(f"{n} concurrent streams of the bare grpc.aio handler")
+            floor.append(await events_per_second(upstream, bare_target, bare.pid, n, False))
         say(f"{IDLE_STREAMS} idle streams")
         idle = await idle_stream_memory(target, upstream, gateway.pid)
-        results = {"time_to_first_event": ttfe, "events": events, "idle_streams": idle}
+        results = {
+            "time_to_first_event": ttfe,
+            "events": events,
+            "bare_handler": floor,
+            "idle_streams": idle,
+        }
     finally:
         for process in (gateway, sse):
             process.terminate()
             process.wait(timeout=20)
+        bare.terminate()
+        await bare.wait()
     (BUILD / "streaming.json").write_text(json.dumps(results, indent=2))
     rows = [
         ("figure", "measured", "target"),
@@ -287,7 +306,7 @@ async def main() -> int:
         ("added time to first event, at rest", f"{ttfe['added_ms']:.3f} ms", "≤ 0.5 ms"),
         *(
             row
-            for load in events
+            for load, bare_load in zip(events, floor, strict=True)
             for row in (
                 (
                     f"events/s relayed, {load['streams']:,} concurrent streams of "
@@ -296,6 +315,11 @@ async def main() -> int:
                     "≥ 40,000",
                 ),
                 ("gateway CPU per relayed event", f"{load['cpu_us_per_event']:.1f} µs", ""),
+                (
+                    "the same streams from a bare grpc.aio handler (events/s, CPU per event)",
+                    f"{bare_load['events_per_s']:,.0f}, {bare_load['cpu_us_per_event']:.1f} µs",
+                    "",
+                ),
                 (
                     f"added time to first event meanwhile (median of {load['probes']} probes: "
                     f"{load['direct_ms']:.3f} direct, {load['gateway_ms']:.3f} ms relayed)",
