@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final, TypeAlias
 
 import grpc
@@ -135,21 +135,23 @@ class Handlers:
                     await context.send_initial_metadata(request_id)
                 else:
                     context.set_trailing_metadata(request_id)
+                batches: AsyncGenerator[Sequence[Message], None]
                 if route.sse is not None:
-                    messages = relay.relay(
+                    batches = relay.relay(
                         route, request, caller, context.time_remaining(), call, returned
                     )
                 else:
-                    messages = watches.watch(route, request, caller, call)
-                async with contextlib.aclosing(messages):
-                    async for message in messages:
-                        if message.ByteSize() > limit:
-                            raise _too_large("event", message.ByteSize(), limit)
-                        if returned is not None:
-                            await context.send_initial_metadata((*request_id, *returned))
-                            returned = None
-                        call.sent()
-                        yield message
+                    batches = _one_by_one(watches.watch(route, request, caller, call))
+                async with contextlib.aclosing(batches):
+                    async for batch in batches:
+                        for message in batch:
+                            if message.ByteSize() > limit:
+                                raise _too_large("event", message.ByteSize(), limit)
+                            if returned is not None:
+                                await context.send_initial_metadata((*request_id, *returned))
+                                returned = None
+                            call.sent()
+                            yield message
                 call.code = grpc.StatusCode.OK
             except Exception as exc:  # the boundary, for streams
                 await _abort(context, exc, call, route, telemetry)
@@ -254,6 +256,15 @@ class UnknownMethods(grpc.GenericRpcHandler):
             yield b""  # never reached: abort raises
 
         return grpc.stream_stream_rpc_method_handler(refuse)
+
+
+async def _one_by_one(
+    messages: AsyncGenerator[Message, None],
+) -> AsyncGenerator[Sequence[Message], None]:
+    """A watch's messages as batches of one, the shape the relay gives."""
+    async with contextlib.aclosing(messages):
+        async for message in messages:
+            yield (message,)
 
 
 async def _abort(

@@ -93,10 +93,11 @@ class SseRelay:
         time_remaining: float | None,
         trace: CallTrace | None = None,
         returned: list[tuple[str, str]] | None = None,
-    ) -> AsyncGenerator[Message, None]:
-        """The call's messages; ``trace`` learns how many events were relayed, and
-        ``returned`` (when given) the answer's headers that GATEWAY_RETURN_HEADERS names,
-        before the first message."""
+    ) -> AsyncGenerator[list[Message], None]:
+        """The call's messages, in batches: the events each chunk of the upstream's answer
+        completed (one pass through this chain of generators per chunk, not per event);
+        ``trace`` learns how many events were relayed, and ``returned`` (when given) the
+        answer's headers that GATEWAY_RETURN_HEADERS names, before the first batch."""
         spec = route.sse
         assert spec is not None
         headers = self.headers.for_call(route.http_method, route.has_body, caller)
@@ -114,9 +115,9 @@ class SseRelay:
                         upstream_request, state, caller, deadline, trace, returned, number
                     )
                     try:
-                        async with contextlib.aclosing(attempt) as messages:
-                            async for message in messages:
-                                yield message
+                        async with contextlib.aclosing(attempt) as batches:
+                            async for batch in batches:
+                                yield batch
                         return
                     except GatewayError as exc:
                         if state.drained:
@@ -147,8 +148,8 @@ class SseRelay:
         trace: CallTrace | None,
         returned: list[tuple[str, str]] | None,
         number: int,
-    ) -> AsyncGenerator[Message, None]:
-        """Opening number ``number`` of the stream, and what it relays."""
+    ) -> AsyncGenerator[list[Message], None]:
+        """Opening number ``number`` of the stream, and what it relays (in batches)."""
         if self._draining:
             raise draining("stream")
         route, spec = state.route, state.spec
@@ -171,13 +172,13 @@ class SseRelay:
             self._live[state] = stream
             try:
                 if _EVENT_STREAM not in stream.content_type:
-                    yield await self._plain_answer(route, spec, stream)
+                    yield [await self._plain_answer(route, spec, stream)]
                     state.completed = True
                     return
                 self._open.inc()
                 try:
-                    async for message in self._events(stream, state):
-                        yield message
+                    async for batch in self._events(stream, state):
+                        yield batch
                 finally:
                     self._open.dec()
                     if trace is not None:
@@ -192,19 +193,28 @@ class SseRelay:
             state.drained = True
             stream.abort()
 
-    async def _events(self, stream: UpstreamStream, state: _RelayState) -> AsyncIterator[Message]:
+    async def _events(
+        self, stream: UpstreamStream, state: _RelayState
+    ) -> AsyncIterator[list[Message]]:
+        """The messages of each chunk's complete events, as one batch; what came before a
+        failure in the same chunk is yielded before the failure is raised."""
         parser = SSEParser(self.settings.max_event_bytes)
         spec = state.spec
         try:
             async for chunk in stream.chunks():
+                batch: list[Message] = []
                 for item in parser.feed(chunk):
                     if isinstance(item, Comment):
                         continue
                     if item.type == spec.error_event:
+                        if batch:
+                            yield batch
                         raise _error_event(item.data, state, self.host)
                     try:
                         message = state.decode(item.type, item.data, item.id)
                     except TooDeep as exc:
+                        if batch:
+                            yield batch
                         raise UpstreamTransportError(
                             f"an upstream event holds {exc}",
                             FailureReason.UPSTREAM_BODY_UNREADABLE,
@@ -214,10 +224,13 @@ class SseRelay:
                     if message is None:
                         continue
                     state.relayed += 1
-                    yield message
+                    batch.append(message)
                     if item.type in spec.terminal_events:
-                        state.completed = True
+                        state.completed = True  # the run is over upstream: nothing to cancel
+                        yield batch
                         return
+                if batch:
+                    yield batch
         except EventTooLarge as exc:
             raise UpstreamTransportError(
                 f"an upstream event exceeds {exc.limit} bytes",
