@@ -5,10 +5,11 @@
 Everything runs on 127.0.0.1: bench/lib/sse_upstream.py (a fixed-cost SSE server), the
 gateway (``python -m gateway serve``, pinned to CPU 0), and the clients on CPU 1.
 
-1. **Added time to first event.** One stream at a time, alternating direct (an aiohttp
-   client reading the upstream's SSE until the first event) and through the gateway (a
-   grpc.aio client until the first message), ``TTFE_ROUNDS`` of each; the medians and
-   their difference.
+1. **Added time to first event.** One stream at a time, in turn direct (an aiohttp
+   client reading the upstream's SSE until the first event), through the gateway (a
+   grpc.aio client until the first message) and from a bare grpc.aio handler that holds
+   the events ready (bench/lib/bare_handler.py: the gRPC hop alone), ``TTFE_ROUNDS`` of
+   each; the medians and their differences.
 2. **Events/s relayed, and the added time to first event, under load.** For each N of
    ``STREAM_LOADS`` (100 and 1,000): ghz calls StreamAgentRun with N calls in flight
    (over N/100 connections, at least 4) for ``EVENTS_SECONDS``; each call relays
@@ -114,22 +115,36 @@ async def first_event_gateway(stub: Any, request: Any) -> float:
     return elapsed
 
 
-async def time_to_first_event(upstream: str, target: str) -> dict[str, float]:
+async def time_to_first_event(upstream: str, target: str, bare: str) -> dict[str, float]:
     from gagiteck.v1 import agent_pb2, agent_pb2_grpc
 
     direct: list[float] = []
     relayed: list[float] = []
+    floor: list[float] = []
     request = agent_pb2.StreamAgentRunRequest(agent_id="fast-10", message="hi")
-    async with aiohttp.ClientSession() as session, grpc.aio.insecure_channel(target) as channel:
+    async with (
+        aiohttp.ClientSession() as session,
+        grpc.aio.insecure_channel(target) as channel,
+        grpc.aio.insecure_channel(bare) as bare_channel,
+    ):
         stub = agent_pb2_grpc.AgentServiceStub(channel)
-        for _ in range(20):  # warm both paths (connections, caches)
+        bare_stub = agent_pb2_grpc.AgentServiceStub(bare_channel)
+        for _ in range(20):  # warm every path (connections, caches)
             await first_event_direct(session, upstream)
             await first_event_gateway(stub, request)
+            await first_event_gateway(bare_stub, request)
         for _ in range(TTFE_ROUNDS):
             direct.append(await first_event_direct(session, upstream))
             relayed.append(await first_event_gateway(stub, request))
-    d, r = statistics.median(direct), statistics.median(relayed)
-    return {"direct_ms": d * 1e3, "gateway_ms": r * 1e3, "added_ms": (r - d) * 1e3}
+            floor.append(await first_event_gateway(bare_stub, request))
+    d, r, b = statistics.median(direct), statistics.median(relayed), statistics.median(floor)
+    return {
+        "direct_ms": d * 1e3,
+        "gateway_ms": r * 1e3,
+        "added_ms": (r - d) * 1e3,
+        "bare_ms": b * 1e3,
+        "added_over_bare_ms": (r - b) * 1e3,
+    }
 
 
 async def events_per_second(
@@ -272,7 +287,7 @@ async def main() -> int:
         await wait_http(f"{upstream}/stats")
         await wait_grpc(target)
         say(f"time to first event at rest: {TTFE_ROUNDS} probes each way")
-        ttfe = await time_to_first_event(upstream, target)
+        ttfe = await time_to_first_event(upstream, target, bare_target)
         events, floor = [], []
         for n in STREAM_LOADS:
             say(f"{n} concurrent streams for {EVENTS_SECONDS:g}s, probes meanwhile")
@@ -304,6 +319,12 @@ async def main() -> int:
         ),
         ("time to first event, through the gateway", f"{ttfe['gateway_ms']:.3f} ms", ""),
         ("added time to first event, at rest", f"{ttfe['added_ms']:.3f} ms", "≤ 0.5 ms"),
+        (
+            "first event from the bare grpc.aio handler (the gRPC hop alone), and the "
+            "gateway's time over it",
+            f"{ttfe['bare_ms']:.3f} ms, +{ttfe['added_over_bare_ms']:.3f} ms",
+            "",
+        ),
         *(
             row
             for load, bare_load in zip(events, floor, strict=True)
