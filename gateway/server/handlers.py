@@ -131,10 +131,14 @@ class Handlers:
                     raise request.error
                 request_id = (("x-request-id", caller.request_id),)
                 returned: list[tuple[str, str]] | None = [] if returning else None
-                if returned is None:
+                # The request id goes in the trailers, as for unary calls. A relay sends no
+                # header metadata of its own (gRPC sends the empty headers with the first
+                # event, without a round of its own before the upstream is even asked),
+                # unless answer headers are returned: then they go just before it. A watch
+                # may wait long for its first message: it sends the id at once as well.
+                context.set_trailing_metadata(request_id)
+                if route.sse is None:
                     await context.send_initial_metadata(request_id)
-                else:
-                    context.set_trailing_metadata(request_id)
                 batches: AsyncGenerator[Sequence[Message], None]
                 if route.sse is not None:
                     batches = relay.relay(

@@ -183,6 +183,24 @@ async def test_missing_agent_is_not_found(stack: Stack) -> None:
 
 
 @pytest.mark.asyncio
+async def test_the_request_id_comes_back_in_the_trailers_of_a_stream(stack: Stack) -> None:
+    """docs/consumers.md: the x-request-id is always in the trailers, streams included
+    (a relay sent it in its header metadata only, a round of its own before the upstream
+    was asked); on success and on an error before the first event alike."""
+    request = agent_pb2.StreamAgentRunRequest(agent_id=stack.agent_id, message="hi")
+    call = stack.agents.StreamAgentRun(request, timeout=10, metadata=(("x-request-id", "s-1"),))
+    events = [event async for event in call]
+    assert events[-1].HasField("run_completed")
+    assert ("x-request-id", "s-1") in tuple(await call.trailing_metadata() or ())
+    missing = agent_pb2.StreamAgentRunRequest(agent_id="agent_nope", message="hi")
+    call = stack.agents.StreamAgentRun(missing, timeout=5, metadata=(("x-request-id", "s-2"),))
+    _, error = await _collect(call)
+    assert error is not None
+    assert error.code() is grpc.StatusCode.NOT_FOUND
+    assert ("x-request-id", "s-2") in tuple(await call.trailing_metadata() or ())
+
+
+@pytest.mark.asyncio
 async def test_unary_calls_not_starved_by_streams(stack: Stack) -> None:
     """Streams have their own pool: with the unary pool tiny, runs still do not block it."""
     async with serving_gateway(stack.emulator.url, upstream_concurrency=1) as gateway:
