@@ -274,7 +274,10 @@ class Bench:
             sample.problems.append(f"errors {load.errors}")
         if system is not None:
             # ghz counts calls that finished; nginx also saw the few in flight at the end
-            expected = (0.0, 0.0) if name == BARE else (0.999, 1.0 + 300 / max(load.calls, 1))
+            # the bare handler asks no upstream; the tracing variants' span exports reach
+            # nginx now and then, whichever system is loaded
+            slack = 300 / max(load.calls, 1)
+            expected = (0.0, slack) if name == BARE else (0.999, 1.0 + slack)
             if not expected[0] <= sample.upstream_per_call <= expected[1]:
                 sample.problems.append(f"{upstream} upstream requests for {load.calls} calls")
             problem = check_answer(system.target)
