@@ -167,7 +167,7 @@ interop-java: $(STAMP) ## Run the Java interop client against a gateway started 
 # (go install, pinned in bench/lib/tooling.py), and builds bench/vanguard. Settings: BENCH_*
 # in bench/run.py's docstring (BENCH_ROUNDS, BENCH_SECONDS, BENCH_GATEWAY_VARIANTS, ...).
 .PHONY: bench
-bench: $(STAMP) ## Gateway vs direct REST, naive passthrough, vanguard-go, variants: one table (~7 min)
+bench: $(STAMP) ## Gateway (defaults and as deployed) vs direct REST, naive passthrough, vanguard-go, a bare handler; three load shapes (~9 min)
 	$(PY) bench/run.py
 
 .PHONY: bench-streaming

@@ -20,7 +20,14 @@ the expected Agent before and after the runs, and nginx's request counter must g
 one per call. Figures are medians over ``BENCH_ROUNDS`` rounds. Raw samples go to
 build/bench/results.json.
 
-Settings (environment): BENCH_ROUNDS (4), BENCH_SECONDS (5), BENCH_OPEN_SECONDS (5),
+Load shapes (BENCH_WORKLOADS, default "get,wide,mixed"; the first is the headline, with
+every system and the open loop): GetAgent with BENCH_CONCURRENCY in flight over one
+connection; GetAgent with BENCH_WIDE (128) over BENCH_WIDE_CONNECTIONS (16); and a mixed
+load of GetAgent, ListAgents (a page of 20) and CreateAgent at once. The gateway is
+measured as deployed (tracing 5%, both buckets, the JSON access log) beside its defaults,
+and a bare grpc.aio handler gives the CPU floor.
+
+Settings (environment): BENCH_ROUNDS (4), BENCH_SECONDS (4), BENCH_OPEN_SECONDS (4),
 BENCH_CONCURRENCY (50), BENCH_WARMUP (6), BENCH_SUT_CPUS (0), BENCH_LOAD_CPUS (1),
 BENCH_SYSTEMS (comma-separated names to keep), and the gateway hooks:
 BENCH_GATEWAY_VARIANTS, a JSON object {"name": {"ENV": "value", ...}, ...} of extra
