@@ -137,14 +137,13 @@ class Handlers:
                 # unless answer headers are returned: then they go just before it. A watch
                 # may wait long for its first message: it sends the id at once as well.
                 context.set_trailing_metadata(request_id)
-                if route.sse is None:
-                    await context.send_initial_metadata(request_id)
                 batches: AsyncGenerator[Sequence[Message], None]
                 if route.sse is not None:
                     batches = relay.relay(
                         route, request, caller, context.time_remaining(), call, returned
                     )
                 else:
+                    await context.send_initial_metadata(request_id)
                     batches = _one_by_one(watches.watch(route, request, caller, call))
                 async with contextlib.aclosing(batches):
                     async for batch in batches:

@@ -154,12 +154,7 @@ class BatchingStreamHandler(logging.StreamHandler[IO[str]]):
         except Exception:
             self.handleError(record)
             return
-        self._lines.append(line)
-        self._waiting += len(line)
-        if record.levelno >= logging.WARNING or self._waiting >= FLUSH_BYTES:
-            self._write(record)
-        elif self._flusher is None:
-            self._start_flusher()
+        self._append(line, record.levelno, record)
 
     def write_clean(self, level: int, logger: str, message: str, fields: Mapping[str, Any]) -> None:
         """Write a clean record's line as :meth:`emit` would, without the record (the
@@ -169,14 +164,19 @@ class BatchingStreamHandler(logging.StreamHandler[IO[str]]):
         line = formatter.clean_line(time.time(), level, logger, message, fields)
         self.acquire()
         try:
-            self._lines.append(line)
-            self._waiting += len(line)
-            if level >= logging.WARNING or self._waiting >= FLUSH_BYTES:
-                self._write()
-            elif self._flusher is None:
-                self._start_flusher()
+            self._append(line, level)
         finally:
             self.release()
+
+    def _append(self, line: str, level: int, record: logging.LogRecord | None = None) -> None:
+        """Add a line (the lock held): written at once when it is a WARNING or above or
+        the buffer is full, else by the flusher."""
+        self._lines.append(line)
+        self._waiting += len(line)
+        if level >= logging.WARNING or self._waiting >= FLUSH_BYTES:
+            self._write(record)
+        elif self._flusher is None:
+            self._start_flusher()
 
     def _start_flusher(self) -> None:
         self._flusher = threading.Thread(
