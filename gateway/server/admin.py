@@ -59,10 +59,8 @@ class AdminServer:
         watches: WatchHub,
         verifier: WebhookVerifier | None,
         metrics: Metrics | None = None,
-        reuse_port: bool = False,
     ) -> None:
         self.listen = listen
-        self.reuse_port = reuse_port
         self.ready = ready
         self.watches = watches
         self.verifier = verifier
@@ -96,9 +94,7 @@ class AdminServer:
         if isinstance(self.listen, PrivateSocket):
             site = web.UnixSite(runner, self.listen.path)
         else:
-            site = web.TCPSite(
-                runner, self.listen.host, self.listen.port, reuse_port=self.reuse_port or None
-            )
+            site = web.TCPSite(runner, self.listen.host, self.listen.port)
         try:
             await site.start()
         except BaseException:

@@ -126,7 +126,6 @@ class Gateway:
             watches=self.watches,
             verifier=verifier,
             metrics=self.telemetry.metrics,
-            reuse_port=config.workers > 1,
         )
 
     @property
