@@ -303,20 +303,8 @@ def ghz_workload(
     rps: float | None = None,
 ) -> Load:
     """``workload`` against ``target``: its ghz runs side by side, their calls summed (the
-    latency figures are the first part's: each run reports its own percentiles)."""
-    if len(workload.parts) == 1:
-        method, concurrency, connections = workload.parts[0]
-        return ghz(
-            binary,
-            protoset,
-            target,
-            cpus,
-            concurrency,
-            seconds,
-            rps,
-            method=method,
-            connections=connections,
-        )
+    latency figures are the first part's: each run reports its own percentiles; errors
+    are named by their method)."""
     share = None if rps is None else rps / workload.concurrency
     processes = [
         _start_ghz(
