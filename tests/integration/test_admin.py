@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import grpc
-import orjson
 import pytest
 from gagiteck.v1 import (
     execution_pb2,
     execution_pb2_grpc,
     webhook_pb2,
     webhook_pb2_grpc,
-    workflow_pb2,
-    workflow_pb2_grpc,
 )
-from google.protobuf import struct_pb2
 
 from gateway.config.parsers import HostPort
 from gateway.emulator import EmulatorConfig, running_emulator
 from tests.support.harness import serving_gateway
 from tests.support.redis_server import RedisServer
+from tests.support.webhooks import signed_delivery
+from tests.support.workflows import triggered_execution
 
 LOCAL = HostPort("127.0.0.1", 0)
 
@@ -76,26 +71,9 @@ async def test_webhooks_wake_watchers_end_to_end() -> None:
             ),
             timeout=5,
         )
-        workflows = workflow_pb2_grpc.WorkflowServiceStub(channel)
-        step_config = struct_pb2.Struct()
-        step_config.update({"template": "x"})
-        workflow = await workflows.CreateWorkflow(
-            workflow_pb2.CreateWorkflowRequest(
-                workflow=workflow_pb2.Workflow(
-                    name="w",
-                    steps=[
-                        workflow_pb2.WorkflowStep(id=f"s{i}", type="transform", config=step_config)
-                        for i in range(3)
-                    ],
-                )
-            ),
-            timeout=5,
-        )
-        execution = await workflows.TriggerWorkflow(
-            workflow_pb2.TriggerWorkflowRequest(workflow_id=workflow.id), timeout=5
-        )
+        execution_id = await triggered_execution(channel, steps=3)
         watch = execution_pb2_grpc.ExecutionServiceStub(channel).WatchExecution(
-            execution_pb2.WatchExecutionRequest(execution_id=execution.id), timeout=10
+            execution_pb2.WatchExecutionRequest(execution_id=execution_id), timeout=10
         )
         try:
             states = [state async for state in watch]
@@ -104,19 +82,6 @@ async def test_webhooks_wake_watchers_end_to_end() -> None:
         assert states[-1].status == execution_pb2.EXECUTION_STATUS_COMPLETED
         assert admin.webhooks_accepted >= 1
         assert emulator.state.stats.webhook_deliveries >= 1
-
-
-def _signed_delivery(secret: str, event_id: str) -> tuple[bytes, dict[str, str]]:
-    body = orjson.dumps(
-        {
-            "id": event_id,
-            "type": "execution.completed",
-            "created_at": datetime.now(UTC).isoformat(),
-            "data": {"id": "exec_x"},
-        }
-    )
-    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return body, {"X-Webhook-Signature": signature, "Content-Type": "application/json"}
 
 
 @pytest.mark.asyncio
@@ -138,7 +103,7 @@ async def test_a_delivery_accepted_by_one_process_is_a_replay_for_another() -> N
                 for running in (one, two)
                 if running.gateway.admin is not None
             ]
-            body, headers = _signed_delivery(secret, "evt_shared_1")
+            body, headers = signed_delivery(secret, "evt_shared_1")
             async with aiohttp.ClientSession() as session:
                 async with session.post(urls[0], data=body, headers=headers) as answer:
                     assert answer.status == 200
@@ -146,6 +111,6 @@ async def test_a_delivery_accepted_by_one_process_is_a_replay_for_another() -> N
                     assert answer.status == 409
                 # Redis gone: neither process can tell, so the sender is asked to come back
                 redis.stop()
-                body, headers = _signed_delivery(secret, "evt_shared_2")
+                body, headers = signed_delivery(secret, "evt_shared_2")
                 async with session.post(urls[1], data=body, headers=headers) as answer:
                     assert answer.status == 503

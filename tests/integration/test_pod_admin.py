@@ -4,10 +4,7 @@ endpoints on private unix sockets, and the parent's server answering for both.""
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +20,14 @@ from gateway.server.admin import PrivateSocket
 from gateway.server.gateway import State
 from gateway.server.pod_admin import PodAdminServer, bind_admin
 from tests.support.harness import RunningGateway, serving_gateway
+from tests.support.webhooks import signed_delivery
 
 SECRET = "whsec_pod"
 UNUSED_UPSTREAM = "http://127.0.0.1:9"
 
 
 def _delivery(event_id: str, secret: str = SECRET) -> tuple[bytes, dict[str, str]]:
-    body = orjson.dumps(
-        {
-            "id": event_id,
-            "type": "execution.completed",
-            "created_at": datetime.now(UTC).isoformat(),
-            "data": {"id": "exec_x"},
-        }
-    )
-    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return body, {"X-Webhook-Signature": signature, "Content-Type": "application/json"}
+    return signed_delivery(secret, event_id)
 
 
 def _accepted(text: str) -> float:

@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import aiohttp
 import grpc
-import orjson
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -55,6 +51,7 @@ from tests.support.harness import (
     serving_app,
     serving_gateway,
 )
+from tests.support.webhooks import signed_delivery
 
 LOCAL = HostPort("127.0.0.1", 0)
 
@@ -551,16 +548,7 @@ def _failure_texts(error: grpc.aio.AioRpcError) -> list[str]:
 
 
 async def _signed_delivery(session: aiohttp.ClientSession, url: str, secret: str) -> int:
-    body = orjson.dumps(
-        {
-            "id": f"evt_{secrets.token_hex(4)}",
-            "type": "execution.completed",
-            "created_at": datetime.now(UTC).isoformat(),
-            "data": {"id": "exec_x"},
-        }
-    )
-    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    headers = {"X-Webhook-Signature": signature, "Content-Type": "application/json"}
+    body, headers = signed_delivery(secret, f"evt_{secrets.token_hex(4)}")
     async with session.post(url, data=body, headers=headers) as response:
         return response.status
 

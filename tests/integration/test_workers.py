@@ -23,15 +23,13 @@ from gagiteck.v1 import (
     execution_pb2_grpc,
     webhook_pb2,
     webhook_pb2_grpc,
-    workflow_pb2,
-    workflow_pb2_grpc,
 )
-from google.protobuf import struct_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.emulator import EmulatorConfig, running_emulator
 from tests.support.paths import REPO
 from tests.support.redis_server import RedisServer, free_port
+from tests.support.workflows import triggered_execution
 
 ROOT = REPO
 
@@ -266,7 +264,7 @@ async def test_a_webhook_wakes_the_watches_of_every_worker(tmp_path: Path) -> No
                 ),
                 timeout=5,
             )
-            execution_id = await _trigger_slow_workflow(channel)
+            execution_id = await triggered_execution(channel, steps=4)
             started = time.monotonic()
             channels: list[grpc.aio.Channel] = []
             watches = []
@@ -300,28 +298,6 @@ async def test_a_webhook_wakes_the_watches_of_every_worker(tmp_path: Path) -> No
             verdict = "gateway_webhook_deliveries_total"
             assert _sample_sum(text, verdict, result="accepted") == delivered  # verified once
             assert _sample_sum(text, verdict, result="rejected") == 0
-
-
-async def _trigger_slow_workflow(channel: grpc.aio.Channel) -> str:
-    workflows = workflow_pb2_grpc.WorkflowServiceStub(channel)
-    step_config = struct_pb2.Struct()
-    step_config.update({"template": "x"})
-    workflow = await workflows.CreateWorkflow(
-        workflow_pb2.CreateWorkflowRequest(
-            workflow=workflow_pb2.Workflow(
-                name="w",
-                steps=[
-                    workflow_pb2.WorkflowStep(id=f"s{i}", type="transform", config=step_config)
-                    for i in range(4)
-                ],
-            )
-        ),
-        timeout=5,
-    )
-    execution = await workflows.TriggerWorkflow(
-        workflow_pb2.TriggerWorkflowRequest(workflow_id=workflow.id), timeout=5
-    )
-    return execution.id
 
 
 async def _last_state(watch: Any) -> int:
